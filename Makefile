@@ -1,0 +1,65 @@
+# Everything a student, an instructor or CI needs. `make help` lists the targets.
+PYTHON    ?= python3
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+# Where MNIST lives (torchvision's layout: $(DATA_ROOT)/MNIST/raw/...). CI sets DATA_ROOT=../shared/data.
+DATA_ROOT ?= data
+EPOCHS    ?= 6
+BUILD     := build
+COURSE    := $(BUILD)/course
+
+export DDPM_DATA_ROOT := $(abspath $(DATA_ROOT))
+export MPLBACKEND     := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: help venv data run test test-grader test-notebook assignment outputs train clean
+
+help:
+	@echo "make run         set up, then execute solution.ipynb end to end (into $(BUILD)/solution.ipynb)"
+	@echo "make test        set up, then everything CI checks (the grader on solution and assignment, nbval)"
+	@echo "make assignment  regenerate assignment.ipynb from solution.ipynb with nbgrader"
+	@echo "make outputs     re-execute solution.ipynb in place, refreshing the outputs nbval compares"
+	@echo "make train       train the reference model data/ddpm_mnist.pt with the solution's code (EPOCHS=$(EPOCHS))"
+	@echo "variables: DATA_ROOT=$(DATA_ROOT) PYTHON=$(PYTHON) VENV=$(VENV)"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Downloads MNIST into DATA_ROOT if it is missing (needs internet); with DDPM_OFFLINE=1 only checks that it is there.
+data: venv
+	$(PY) tools/data.py
+
+run: venv data
+	mkdir -p $(BUILD)
+	$(PY) -m jupyter nbconvert --to notebook --execute solution.ipynb --output-dir $(BUILD) \
+	    --ExecutePreprocessor.timeout=1800
+
+test: export DDPM_OFFLINE := 1
+test: venv data test-grader test-notebook
+
+test-grader: venv
+	$(PY) -m pytest tests
+
+test-notebook: venv
+	$(PY) -m pytest --nbval solution.ipynb --nbval-current-env
+
+assignment: venv
+	rm -rf $(COURSE) && mkdir -p $(COURSE)/source/ddpm
+	cp solution.ipynb $(COURSE)/source/ddpm/assignment.ipynb
+	cd $(COURSE) && ../../$(PY) -m nbgrader generate_assignment ddpm --force --no-db \
+	    --CourseDirectory.course_id=ddpm --log-level=ERROR
+	cp $(COURSE)/release/ddpm/assignment.ipynb assignment.ipynb
+
+outputs: venv data
+	DDPM_OFFLINE=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace solution.ipynb \
+	    --ExecutePreprocessor.timeout=1800
+
+train: venv data
+	$(PY) tools/train.py --epochs $(EPOCHS) --output data/ddpm_mnist.pt
+
+clean:
+	rm -rf $(BUILD)

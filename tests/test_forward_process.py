@@ -1,0 +1,70 @@
+"""The noise schedule and q(x_t | x_0), eq. 4."""
+import torch
+
+import reference as ref
+
+PART = "forward_process"
+
+
+def test_schedule_values(ns):
+    d = ns["Diffusion"]()
+    betas, alphas, abar, _ = ref.schedule()
+    for name, want in (("betas", betas), ("alphas", alphas), ("alphas_cumprod", abar)):
+        got = getattr(d, name, None)
+        assert isinstance(got, torch.Tensor), f"Diffusion should have a tensor attribute `{name}`."
+        assert got.shape == (ref.T,), f"`{name}` should have shape (T,) = ({ref.T},)."
+        assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-7), \
+            f"`{name}` does not match the linear schedule from 1e-4 to 0.02 (t = 0..T-1)."
+
+
+def test_schedule_arguments(ns):
+    d = ns["Diffusion"](num_timesteps=50, beta_start=1e-3, beta_end=0.05)
+    betas, _, abar, _ = ref.schedule(50, 1e-3, 0.05)
+    assert d.betas.shape == (50,) and torch.allclose(d.betas.double(), betas, atol=1e-7), \
+        "Diffusion(num_timesteps, beta_start, beta_end) should use its arguments, not fixed numbers."
+    assert torch.allclose(d.alphas_cumprod.double(), abar, rtol=1e-5), \
+        "alphas_cumprod should be the cumulative product of alphas for any schedule."
+
+
+def test_schedule_is_float32_buffers(ns):
+    d = ns["Diffusion"]()
+    buffers = dict(d.named_buffers())
+    for name in ("betas", "alphas", "alphas_cumprod"):
+        assert name in buffers, f"`{name}` should be registered with register_buffer, so .to(device) moves it."
+        assert buffers[name].dtype == torch.float32, f"`{name}` should be stored as float32."
+
+
+def test_forward_mixed_t_golden(ns):
+    d = ns["Diffusion"]()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(6, 1, 28, 28, generator=g) * 2 - 1
+    noise = torch.randn(6, 1, 28, 28, generator=g)
+    t = torch.tensor([0, 1, 250, 500, 998, 999])
+    x_t = d(x0, t, noise)
+    assert x_t.shape == x0.shape, "forward should return x_t with the shape of x0."
+    assert torch.allclose(x_t.double(), ref.q_sample(x0, t, noise), atol=1e-5), \
+        "forward(x0, t, noise) does not match eq. 4 for a batch with a different t per image."
+
+
+def test_forward_draws_standard_noise(ns):
+    d = ns["Diffusion"]()
+    torch.manual_seed(0)
+    x0 = torch.zeros(64, 1, 28, 28)
+    t = torch.full((64,), 999)
+    x_t = d(x0, t)
+    want_std = (1 - ref.schedule()[2][999]).sqrt().item()
+    assert abs(x_t.mean().item()) < 0.02 and abs(x_t.std().item() / want_std - 1) < 0.02, \
+        "With noise=None, forward should draw the noise from N(0, I) (mean 0, standard deviation 1)."
+    assert not torch.equal(d(x0, t), d(x0, t)), "With noise=None, forward should draw new noise on each call."
+
+
+def test_forward_keeps_input_and_dtype(ns):
+    d = ns["Diffusion"]()
+    x0 = torch.rand(3, 1, 28, 28) * 2 - 1
+    copy = x0.clone()
+    noise = torch.randn_like(x0)
+    x_t = d(x0, torch.tensor([5, 50, 500]), noise)
+    assert torch.equal(x0, copy), "forward should not modify its input x0 in place."
+    assert x_t.dtype == torch.float32, "forward should return float32 for float32 input."
+    x_t64 = d(x0.double(), torch.tensor([5, 50, 500]), noise.double())
+    assert x_t64.dtype == torch.float64, "forward should return float64 for float64 input."

@@ -1,0 +1,123 @@
+"""L_simple (eq. 14, Algorithm 1) and the training loop."""
+import os
+import tempfile
+
+import torch
+
+import reference as ref
+
+PART = "training_loop"
+
+
+def _batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=g) * 2 - 1, torch.randn(n, 1, 28, 28, generator=g)
+
+
+def test_loss_is_zero_for_the_injected_noise(ns):
+    x0, noise = _batch()
+    t = torch.tensor([0, 1, 10, 100, 400, 700, 998, 999])
+    loss = ns["diffusion_loss"](ns["Diffusion"](), ref.ConstantModel(noise), x0, t, noise)
+    assert loss.dim() == 0, "diffusion_loss should return a scalar."
+    assert loss.item() < 1e-10, "a model that predicts exactly the injected noise should have zero loss."
+
+
+def test_same_noise_makes_x_t_and_target(ns):
+    x0, noise = _batch(seed=1)
+    t = torch.tensor([0, 5, 50, 300, 500, 800, 900, 999])
+    model = ref.RecordingModel()
+    loss = ns["diffusion_loss"](ns["Diffusion"](), model, x0, t, noise)
+    assert len(model.xs) == 1, "diffusion_loss should call the model once."
+    assert torch.allclose(model.xs[0].double(), ref.q_sample(x0, t, noise), atol=1e-5), \
+        "the model should see x_t made from x0 with the given t and noise (eq. 4)."
+    assert torch.equal(model.ts[0], t), "the model should see the given t."
+    assert abs(loss.item() - noise.pow(2).mean().item()) < 1e-5, \
+        "the loss should be the mean squared error between the model's output and the same noise that made x_t."
+
+
+def test_loss_is_a_mean(ns):
+    x0, noise = _batch(n=4, seed=2)
+    t = torch.tensor([1, 2, 3, 4])
+    out = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    loss = ns["diffusion_loss"](ns["Diffusion"](), ref.ConstantModel(out), x0, t, noise)
+    assert abs(loss.item() - (out - noise).pow(2).mean().item()) < 1e-5, \
+        "the loss should be the MEAN of the squared errors over batch and pixels (not a sum or a norm)."
+
+
+def test_loss_draws_t_and_noise(ns):
+    torch.manual_seed(0)
+    d, model = ns["Diffusion"](), ref.RecordingModel()
+    x0 = torch.zeros(256, 1, 4, 4)
+    for _ in range(100):
+        ns["diffusion_loss"](d, model, x0)
+    ts = torch.cat(model.ts)
+    assert not ts.is_floating_point() and model.ts[0].shape == (256,), "t should be drawn as an integer tensor of shape (B,)."
+    assert ts.min() == 0 and ts.max() == ref.T - 1 and len(ts.unique()) == ref.T, \
+        "t should be drawn uniformly from all of 0, ..., T-1."
+    x_t = torch.cat(model.xs)                          # x0 = 0, so x_t = sqrt(1 - abar_t) * noise
+    noise = x_t / (1 - ref.schedule()[2][ts].float()).sqrt().view(-1, 1, 1, 1)
+    assert abs(noise.mean().item()) < 0.02 and abs(noise.std().item() - 1) < 0.02, \
+        "with noise=None, the noise should be drawn from N(0, I)."
+
+
+def _train(ns, steps=60, **kwargs):
+    torch.manual_seed(0)
+    images = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    model = ns["UNet"](base_channels=8, time_emb_dim=16)
+    ema, losses = ns["train"](model, ns["Diffusion"](), images, batch_size=32, lr=3e-3, warmup_steps=5,
+                              max_steps=steps, progress=False, **kwargs)
+    return model, ema, losses
+
+
+def test_train_reduces_the_loss(ns):
+    _, ema, losses = _train(ns)
+    assert len(losses) == 60, "train should return one loss per step."
+    assert all(isinstance(v, float) for v in losses), "the losses should be plain floats (loss.item())."
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5, "the loss should go down on a small fixed data set."
+    assert isinstance(ema, torch.nn.Module), "train should return the EMA model and the losses."
+
+
+def test_gradients_are_zeroed_between_steps(ns):
+    fresh, stored = [], []
+    original = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        stored.append([p.grad.clone() for group in self.param_groups for p in group["params"] if p.grad is not None])
+        return original(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = spy
+    real_backward = torch.Tensor.backward
+
+    def recording_backward(self, *args, **kwargs):
+        params = [p for p in model_params]
+        before = [None if p.grad is None else p.grad.clone() for p in params]
+        real_backward(self, *args, **kwargs)
+        fresh.append([p.grad - (0 if b is None else b) for p, b in zip(params, before) if p.grad is not None])
+
+    model_params = []
+    torch.Tensor.backward = recording_backward
+    try:
+        torch.manual_seed(0)
+        images = torch.rand(32, 1, 28, 28) * 2 - 1
+        model = ns["UNet"](base_channels=8, time_emb_dim=16)
+        model_params.extend(model.parameters())
+        ns["train"](model, ns["Diffusion"](), images, batch_size=16, max_steps=3, progress=False)
+    finally:
+        torch.optim.AdamW.step = original
+        torch.Tensor.backward = real_backward
+    assert len(stored) == 3, "train should take one optimizer step per training step."
+    for step in range(1, 3):
+        for grad, new in zip(stored[step], fresh[step]):
+            assert torch.allclose(grad, new, atol=1e-6), \
+                "the gradients should be zeroed before each backward pass (optimizer.zero_grad())."
+
+
+def test_checkpoint_is_written_and_loads(ns):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.pt")
+        _, ema, _ = _train(ns, steps=3, checkpoint_path=path)
+        assert os.path.exists(path), "train(..., checkpoint_path=path) should save the model to path."
+        model, losses = ns["load_checkpoint"](path)
+        assert len(losses) == 3, "the checkpoint should hold the losses."
+        x, t = torch.randn(1, 1, 28, 28), torch.tensor([5])
+        assert torch.allclose(model(x, t), ema(x, t), atol=1e-6), "the saved model should be the EMA model train returns."

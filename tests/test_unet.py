@@ -1,0 +1,122 @@
+"""The U-Net denoiser: shapes, time conditioning, concatenated skips, gradients, size."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+PART = "unet"
+
+
+def _model(ns, **kwargs):
+    torch.manual_seed(0)
+    return ns["UNet"](**kwargs)
+
+
+def test_output_shape_and_dtype(ns):
+    model = _model(ns)
+    for batch in (1, 3, 8):
+        x = torch.randn(batch, 1, 28, 28)
+        out = model(x, torch.randint(0, 1000, (batch,)))
+        assert out.shape == x.shape, "the U-Net's output should have the shape of its input."
+        assert out.dtype == torch.float32, "the U-Net should return float32 for float32 input."
+        assert torch.isfinite(out).all(), "the U-Net's output has NaN or infinite values."
+
+
+def test_arguments(ns):
+    model = _model(ns, img_channels=3, base_channels=16, time_emb_dim=64)
+    x = torch.randn(2, 3, 28, 28)
+    assert model(x, torch.tensor([1, 2])).shape == x.shape, "UNet(img_channels=3, ...) should map 3 channels to 3 channels."
+    small, large = (sum(p.numel() for p in _model(ns, base_channels=c).parameters()) for c in (16, 32))
+    assert large > 2 * small, "base_channels should set the width of the network."
+
+
+def test_depends_on_t_and_x(ns):
+    model = _model(ns)
+    x = torch.randn(2, 1, 28, 28)
+    t = torch.tensor([3, 3])
+    assert not torch.allclose(model(x, t), model(x, torch.tensor([600, 600])), atol=1e-6), \
+        "the output should depend on the time step t: is the time embedding used?"
+    assert not torch.allclose(model(x, t), model(torch.randn_like(x), t), atol=1e-6), "the output should depend on x."
+    out = model(torch.cat([x, x]), torch.tensor([3, 600, 3, 600]))
+    assert torch.allclose(out[0], out[2], atol=1e-5) and not torch.allclose(out[0], out[1], atol=1e-6), \
+        "each image should be conditioned on its own t."
+
+
+def test_sinusoidal_embedding(ns):
+    t = torch.tensor([0, 1, 17, 999])
+    dim = 32
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
+    args = t.double()[:, None] * freqs[None]
+    want = torch.cat([args.sin(), args.cos()], dim=1)
+    got = ns["sinusoidal_embedding"](t, dim)
+    assert got.shape == (4, dim), "sinusoidal_embedding(t, dim) should have shape (B, dim)."
+    assert torch.allclose(got.double(), want, atol=1e-4), \
+        "sinusoidal_embedding should hold sin(t * 10000^(-i/(dim/2))) then cos(...) for i = 0..dim/2-1."
+
+
+def _record(model, x, t):
+    """Concatenations of feature maps along channels, and the input channels each conv/norm layer saw, by width."""
+    cats, seen = [], []
+    real = {name: getattr(torch, name) for name in ("cat", "concat", "concatenate")}
+
+    def recorder(fn):
+        def wrapped(tensors, dim=0, *args, **kwargs):
+            out = fn(tensors, dim, *args, **kwargs)
+            if out.dim() == 4 and dim in (1, -3) and len(tensors) >= 2:
+                cats.append((out.shape[-1], [x.shape[1] for x in tensors], out.shape[1]))
+            return out
+        return wrapped
+
+    hooks = [m.register_forward_hook(lambda m, inp, out: seen.append((inp[0].shape[-1], inp[0].shape[1])))
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.GroupNorm))]
+    try:
+        for name, fn in real.items():
+            setattr(torch, name, recorder(fn))
+        model(x, t)
+    finally:
+        for name, fn in real.items():
+            setattr(torch, name, fn)
+        for h in hooks:
+            h.remove()
+    return cats, seen
+
+
+def test_skips_are_concatenated(ns):
+    model = _model(ns)
+    cats, seen = _record(model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]))
+    resolutions = {width for width, _, _ in cats}
+    assert len(resolutions) >= 2, \
+        "the decoder should concatenate skip connections (torch.cat([h, skip], dim=1)) at two or more resolutions."
+    for width, parts, total in cats:
+        assert (width, total) in seen, \
+            "a decoder block should take the concatenated feature maps as its input (more channels than either part)."
+
+
+def test_every_parameter_gets_a_gradient(ns):
+    model = _model(ns)
+    x = torch.randn(4, 1, 28, 28)
+    model(x, torch.randint(0, 1000, (4,))).pow(2).mean().backward()
+    unused = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not unused, f"these parameters get no gradient (unused layers?): {', '.join(unused[:5])}"
+
+
+def test_parameter_count(ns):
+    n = sum(p.numel() for p in _model(ns).parameters())
+    assert 0.5e6 <= n <= 10e6, "the default UNet() should have between 0.5 and 10 million parameters."
+
+
+def test_config_rebuilds_model(ns):
+    model = _model(ns, base_channels=16)
+    copy = ns["UNet"](**model.config)
+    copy.load_state_dict(model.state_dict())
+    x, t = torch.randn(1, 1, 28, 28), torch.tensor([7])
+    assert torch.allclose(copy(x, t), model(x, t)), "UNet(**model.config) should rebuild the same network."
+
+
+@pytest.mark.gpu
+def test_runs_on_cuda(ns):
+    model = _model(ns).cuda()
+    x = torch.randn(2, 1, 28, 28, device="cuda")
+    out = model(x, torch.tensor([1, 2], device="cuda"))
+    assert out.shape == x.shape and out.is_cuda, "the U-Net should run on a CUDA GPU when moved there."
