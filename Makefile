@@ -9,10 +9,9 @@ BUILD     := build
 COURSE    := $(BUILD)/course
 
 export DDPM_DATA_ROOT := $(abspath $(DATA_ROOT))
-export MPLBACKEND     := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv data run test test-grader test-notebook assignment outputs train clean
+.PHONY: help venv data run test test-grader test-notebook assignment outputs train classifier calibrate grade clean
 
 help:
 	@echo "make run         set up, then execute solution.ipynb end to end (into $(BUILD)/solution.ipynb)"
@@ -20,6 +19,9 @@ help:
 	@echo "make assignment  regenerate assignment.ipynb from solution.ipynb with nbgrader"
 	@echo "make outputs     re-execute solution.ipynb in place, refreshing the outputs nbval compares"
 	@echo "make train       train the reference model data/ddpm_mnist.pt with the solution's code (EPOCHS=$(EPOCHS))"
+	@echo "make classifier  train the evaluation classifier data/mnist_classifier.pt (>= 99 % test accuracy)"
+	@echo "make calibrate   re-measure the sample-quality thresholds into tests/calibration.md"
+	@echo "make grade SUBMISSIONS=dir/   grade every notebook under dir/ into $(BUILD)/grades (JSON + CSV)"
 	@echo "variables: DATA_ROOT=$(DATA_ROOT) PYTHON=$(PYTHON) VENV=$(VENV)"
 
 venv: $(VENV)/.installed
@@ -60,6 +62,17 @@ outputs: venv data
 
 train: venv data
 	$(PY) tools/train.py --epochs $(EPOCHS) --output data/ddpm_mnist.pt
+
+classifier: venv data
+	$(PY) tools/train_classifier.py
+
+calibrate: venv data
+	$(PY) tools/calibrate.py
+
+SUBMISSIONS ?= submissions
+grade: export DDPM_OFFLINE := 1
+grade: venv data
+	$(PY) tools/grade.py $(SUBMISSIONS) --out $(BUILD)/grades
 
 clean:
 	rm -rf $(BUILD)

@@ -77,6 +77,25 @@ def test_train_reduces_the_loss(ns):
     assert isinstance(ema, torch.nn.Module), "train should return the EMA model and the losses."
 
 
+def test_train_uses_the_images_as_given(ns):
+    images = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    diffusion, seen = ns["Diffusion"](), []
+    make_x_t = diffusion.forward
+
+    def recording_forward(x0, *args, **kwargs):
+        seen.append(x0.detach().float().clone())
+        return make_x_t(x0, *args, **kwargs)
+
+    diffusion.forward = recording_forward
+    torch.manual_seed(0)
+    ns["train"](ns["UNet"](base_channels=8, time_emb_dim=16), diffusion, images, batch_size=16, max_steps=2,
+                progress=False)
+    rows = {tuple(row.flatten().tolist()) for row in images.round(decimals=4)}
+    for x0 in seen:  # train may also make x_t without calling diffusion(...); then there is nothing to check here
+        assert all(tuple(row.flatten().tolist()) in rows for row in x0.round(decimals=4)), \
+            "train should make x_t from the training images as they are (already scaled to [-1, 1])."
+
+
 def test_gradients_are_zeroed_between_steps(ns):
     fresh, stored = [], []
     original = torch.optim.AdamW.step

@@ -116,6 +116,8 @@ def test_config_rebuilds_model(ns):
 
 @pytest.mark.gpu
 def test_runs_on_cuda(ns):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
     model = _model(ns).cuda()
     x = torch.randn(2, 1, 28, 28, device="cuda")
     out = model(x, torch.tensor([1, 2], device="cuda"))

@@ -1,0 +1,153 @@
+"""Submissions derived from solution.ipynb by editing one graded cell: plausible student mistakes, each of which
+the grader must catch (MUTANTS), and correct but different implementations that must get full marks (CORRECT).
+
+Each entry: name -> (part, [(old, new), ...]); every `old` must occur in the solution's cell, so an edit of the
+solution that makes a mutant stale fails loudly instead of passing silently.
+"""
+
+ADDITIVE_UNET = [
+    ("self.up_blocks = nn.ModuleList([ResBlock(chs[2] + chs[2], chs[2], time_emb_dim),   # cat([h, s3])\n"
+     "                                        ResBlock(chs[2] + chs[1], chs[1], time_emb_dim),   # cat([h, s2])\n"
+     "                                        ResBlock(chs[1] + chs[0], chs[0], time_emb_dim)])  # cat([h, s1])",
+     "self.up_blocks = nn.ModuleList([ResBlock(ch, ch, time_emb_dim) for ch in (chs[2], chs[1], chs[0])])"),
+    ("nn.Conv2d(ch, ch, 3, padding=1)) for ch in (chs[2], chs[1])])",
+     "nn.Conv2d(ch, ch // 2, 3, padding=1)) for ch in (chs[2], chs[1])])"),
+    ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(h + skips.pop(), t_emb)"),
+]
+
+MUTANTS = {
+    # the schedule and q(x_t | x_0)
+    "forward: alpha instead of alpha-bar": ("forward_process", [
+        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)           # (B, 1, 1, 1)",
+         "abar = self.alphas[t].view(-1, 1, 1, 1)")]),
+    "forward: no square roots": ("forward_process", [
+        ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise", "return abar * x0 + (1.0 - abar) * noise")]),
+    "forward: schedule shifted by one step": ("forward_process", [
+        ("betas = torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)",
+         "betas = torch.linspace(beta_start, beta_end, num_timesteps + 1, dtype=torch.float64)[1:]")]),
+    "forward: 1 - cumsum(betas) for alpha-bar": ("forward_process", [
+        ("alphas_cumprod = torch.cumprod(alphas, dim=0)", "alphas_cumprod = 1.0 - torch.cumsum(betas, dim=0)")]),
+    "forward: ignores the given noise": ("forward_process", [
+        ("(1.0 - abar).sqrt() * noise", "(1.0 - abar).sqrt() * torch.randn_like(x0)")]),
+    "forward: t off by one": ("forward_process", [
+        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)", "abar = self.alphas_cumprod[(t + 1).clamp(max=999)].view(-1, 1, 1, 1)")]),
+    "forward: schedule ignores its arguments": ("forward_process", [
+        ("torch.linspace(beta_start, beta_end, num_timesteps,", "torch.linspace(1e-4, 0.02, 1000,")]),
+    "forward: modifies x0 in place": ("forward_process", [
+        ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise",
+         "return x0.mul_(abar.sqrt()).add_((1.0 - abar).sqrt() * noise)")]),
+    "forward: one t for the whole batch": ("forward_process", [
+        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)", "abar = self.alphas_cumprod[t[0]]")]),
+    # the posterior and the sampler
+    "posterior: variance with alpha-bar_t for alpha-bar_{t-1}": ("reverse_process", [
+        ("self.betas * (1.0 - alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)",
+         "self.betas * (1.0 - self.alphas_cumprod) / (1.0 - self.alphas_cumprod)")]),
+    "posterior: alpha-bar_{t-1} not shifted": ("reverse_process", [
+        ("F.pad(self.alphas_cumprod[:-1], (1, 0), value=1.0)", "self.alphas_cumprod.clone()")]),
+    "posterior: coefficients of x0 and x_t swapped": ("reverse_process", [
+        ("mean = (abar_prev.sqrt() * beta / (1 - abar)) * x0 + (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x_t",
+         "mean = (abar_prev.sqrt() * beta / (1 - abar)) * x_t + (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x0")]),
+    "step: alpha instead of alpha-bar": ("reverse_process", [
+        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)\n        eps", "abar = self.alphas[t].view(-1, 1, 1, 1)\n        eps")]),
+    "step: variance used as standard deviation": ("reverse_process", [
+        ("sigma = beta.sqrt() * (t > 0)", "sigma = beta * (t > 0)")]),
+    "step: noise added at the last step": ("reverse_process", [
+        ("sigma = beta.sqrt() * (t > 0).view(-1, 1, 1, 1)", "sigma = beta.sqrt()")]),
+    "step: missing square root of alpha": ("reverse_process", [
+        ("* eps) / alpha.sqrt()", "* eps) / alpha")]),
+    "step: sigma^2 = posterior variance instead of beta": ("reverse_process", [
+        ("sigma = beta.sqrt() * (t > 0)", "sigma = self.posterior_variance[t].view(-1, 1, 1, 1).sqrt() * (t > 0)")]),
+    "sampler: stops before t = 0": ("reverse_process", [
+        ("range(self.num_timesteps - 1, -1, -1)", "range(self.num_timesteps - 1, 0, -1)")]),
+    "sampler: starts at t = T (off by one)": ("reverse_process", [
+        ("t = torch.full((x_shape[0],), step, device=device, dtype=torch.long)",
+         "t = torch.full((x_shape[0],), step, device=device, dtype=torch.long).sub(1).clamp(min=0)")]),
+    "sampler: ignores the generator": ("reverse_process", [
+        ("x = self.p_sample_step(model, x, t, noise=randn(x_shape, generator, device))",
+         "x = self.p_sample_step(model, x, t, noise=torch.randn(x_shape, device=device))")]),
+    "sampler: float time steps": ("reverse_process", [
+        ("t = torch.full((x_shape[0],), step, device=device, dtype=torch.long)",
+         "t = torch.full((x_shape[0],), step, device=device, dtype=torch.long).float()")]),
+    # the U-Net
+    "unet: skips added instead of concatenated": ("unet", ADDITIVE_UNET),
+    "unet: time input ignored": ("unet", [
+        ("t_emb = self.time_mlp(sinusoidal_embedding(t, self.config[\"base_channels\"]))",
+         "t_emb = self.time_mlp(sinusoidal_embedding(torch.zeros_like(t), self.config[\"base_channels\"]))")]),
+    "unet: cosines before sines": ("unet", [
+        ("return torch.cat([args.sin(), args.cos()], dim=1)", "return torch.cat([args.cos(), args.sin()], dim=1)")]),
+    "unet: middle block defined but not used": ("unet", [
+        ("h = self.mid_block(h, t_emb)                                         # (B, 4C, 7, 7)", "pass")]),
+    "unet: skips taken first-in first-out": ("unet", [("skips.pop()", "skips.pop(0)")]),
+    # the loss and the training loop
+    "loss: a different noise for the target": ("training_loop", [
+        ("return F.mse_loss(model(x_t, t).float(), noise)", "return F.mse_loss(model(x_t, t).float(), torch.randn_like(noise))")]),
+    "loss: t never 0": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps,", "t = torch.randint(1, diffusion.num_timesteps,")]),
+    "loss: sum instead of mean": ("training_loop", [
+        ("return F.mse_loss(model(x_t, t).float(), noise)", "return F.mse_loss(model(x_t, t).float(), noise, reduction=\"sum\")")]),
+    "loss: a norm instead of the mean square": ("training_loop", [
+        ("return F.mse_loss(model(x_t, t).float(), noise)", "return (model(x_t, t).float() - noise).norm()")]),
+    "loss: x0 as the target": ("training_loop", [
+        ("return F.mse_loss(model(x_t, t).float(), noise)", "return F.mse_loss(model(x_t, t).float(), x0)")]),
+    "loss: t as floats in [0, 1)": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "t = (torch.rand(x0.shape[0], device=x0.device) * diffusion.num_timesteps).long().float()")]),
+    "train: gradients never zeroed": ("training_loop", [("optimizer.zero_grad(set_to_none=True)\n", "")]),
+    "train: no optimizer step": ("training_loop", [("        optimizer.step()\n        ### END SOLUTION", "        ### END SOLUTION")]),
+    "train: data rescaled to [0, 1]": ("training_loop", [
+        ("with autocast():\n            loss = diffusion_loss(diffusion, model, x0)",
+         "x0 = (x0 + 1) / 2\n        with autocast():\n            loss = diffusion_loss(diffusion, model, x0)")]),
+    # in-painting
+    "inpaint: mask inverted": ("inpainting", [
+        ("torch.where(mask_known.bool(), x_known, x_unknown)", "torch.where(mask_known.bool(), x_unknown, x_known)")]),
+    "inpaint: known part not noised": ("inpainting", [
+        ("x_known = torch.where((t > 0).view(-1, 1, 1, 1), x_known, x0)", "x_known = x0")]),
+    "inpaint: known part at t instead of t-1": ("inpainting", [
+        ("diffusion(x0, (t - 1).clamp(min=0), noise=noise_known)", "diffusion(x0, t, noise=noise_known)")]),
+    "inpaint: last step keeps noise on known pixels": ("inpainting", [
+        ("x_known = torch.where((t > 0).view(-1, 1, 1, 1), x_known, x0)             # after the last step: x_0\n", "")]),
+    "inpaint: extra draws break the seed": ("inpainting", [
+        ("noise=z, noise_known=z)", "noise=z, noise_known=randn(x0.shape, generator, device))")]),
+    "inpaint: noise_known ignored": ("inpainting", [("noise=noise_known)", "noise=noise)")]),
+}
+
+CORRECT = {
+    "forward with torch.gather": ("forward_process", [
+        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)", "abar = self.alphas_cumprod.gather(0, t).view(-1, 1, 1, 1)")]),
+    "schedule as exp(cumsum(log))": ("forward_process", [
+        ("alphas_cumprod = torch.cumprod(alphas, dim=0)", "alphas_cumprod = torch.exp(torch.cumsum(torch.log(alphas), dim=0))")]),
+    "schedule in float32 with a loop": ("forward_process", [
+        ("alphas_cumprod = torch.cumprod(alphas, dim=0)",
+         "alphas = alphas.float()\n        alphas_cumprod = torch.empty_like(alphas)\n        running = 1.0\n"
+         "        for i in range(num_timesteps):\n            running = running * alphas[i]\n            alphas_cumprod[i] = running")]),
+    "posterior and step as loops over the batch": ("reverse_process", [
+        ("mean = (abar_prev.sqrt() * beta / (1 - abar)) * x0 + (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x_t",
+         "mean = torch.stack([(abar_prev[i].sqrt() * beta[i] / (1 - abar[i])) * x0[i]"
+         " + (alpha[i].sqrt() * (1 - abar_prev[i]) / (1 - abar[i])) * x_t[i] for i in range(len(t))])"),
+        ("mean = (x_t - beta / (1.0 - abar).sqrt() * eps) / alpha.sqrt()       # eq. 11",
+         "mean = torch.stack([(x_t[i] - beta[i] / (1.0 - abar[i]).sqrt() * eps[i]) / alpha[i].sqrt() for i in range(len(t))])")]),
+    "step through the estimate of x0 and eq. 7": ("reverse_process", [
+        ("mean = (x_t - beta / (1.0 - abar).sqrt() * eps) / alpha.sqrt()       # eq. 11",
+         "x0_hat = (x_t - (1.0 - abar).sqrt() * eps) / abar.sqrt()\n"
+         "        mean, _ = self.posterior_mean_variance(x0_hat, x_t, t)")]),
+    "float64 buffers": ("reverse_process", [
+        ("self.register_buffer(\"posterior_variance\", posterior_variance)",
+         "self.register_buffer(\"posterior_variance\", posterior_variance.double())")]),
+    "U-Net with channels (C, 2C, 2C)": ("unet", [("chs = [C, 2 * C, 4 * C]", "chs = [C, 2 * C, 2 * C]")]),
+    "U-Net with torch.concat and a skip from conv_in": ("unet", [
+        ("self.conv_out = nn.Conv2d(C, img_channels, 3, padding=1)",
+         "self.conv_out = nn.Conv2d(2 * C, img_channels, 3, padding=1)"),
+        ("return self.conv_out(F.silu(self.norm_out(h)))",
+         "return self.conv_out(torch.concat([F.silu(self.norm_out(h)), first], dim=1))"),
+        ("h = self.conv_in(x)", "h = first = self.conv_in(x)"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.concat((h, skips.pop()), 1), t_emb)"),
+    ]),
+    "loss written out by hand": ("training_loop", [
+        ("return F.mse_loss(model(x_t, t).float(), noise)", "return ((model(x_t, t).float() - noise) ** 2).mean()")]),
+    "training step with zero_grad after step": ("training_loop", [
+        ("optimizer.zero_grad(set_to_none=True)\n        loss.backward()\n        optimizer.step()",
+         "loss.backward()\n        optimizer.step()\n        optimizer.zero_grad()")]),
+    "in-painting with a float mask": ("inpainting", [
+        ("return torch.where(mask_known.bool(), x_known, x_unknown)",
+         "m = mask_known.to(x_t.dtype)\n    return m * x_known + (1 - m) * x_unknown")]),
+}

@@ -1,0 +1,110 @@
+"""Sample statistics of the submitted trained model, regenerated from its weights with a fixed seed.
+
+The submission's UNet class is rebuilt from its checkpoint (data/ddpm_mnist.pt next to the notebook, or
+--checkpoint) and sampled with the grader's own sampler, so this grades the training, not the sampler.
+On a CPU: 256 digits with 100-step DDIM. On a GPU: 2,000 digits with the full 1000-step sampler of Algorithm 2.
+The thresholds are calibrated in tests/meta/calibration.md.
+"""
+import functools
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+import quality
+import reference as ref
+from grader import REFERENCE, SubmissionError, load
+
+PART = "unet"
+CPU = {"n": 256, "steps": 100}
+GPU = {"n": 2000, "steps": 1000}
+# confidence and class fraction: the reference model gives 0.88-0.92 and <= 0.18, a model after 400 training steps
+# 0.66 and 0.32; Frechet distance: reference 57-75 (5 seeds), 400 steps ~400, untrained ~800. On a GPU (2,000
+# samples, less small-sample bias) no calibration run exists yet, so the CPU limit applies there too.
+THRESHOLDS = {"confidence": 0.80, "max_class_fraction": 0.30, "fid": {"cpu": 100.0, "gpu": 100.0}}
+
+
+def checkpoint_of(notebook, checkpoint=None):
+    return Path(checkpoint) if checkpoint else Path(notebook).resolve().parent / "data" / "ddpm_mnist.pt"
+
+
+def load_model(ns, path, device):
+    if not path.exists():
+        raise SubmissionError(f"No trained model was submitted: {path.name} should be in data/ next to your notebook.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        model = ns["UNet"](**checkpoint["config"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except Exception as err:
+        raise SubmissionError(f"Your saved model could not be loaded into your UNet ({type(err).__name__}: {err}).")
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def ancestral_sample(model, n, generator, device):
+    betas, alphas, abar, _ = (v.to(device) for v in ref.schedule())
+    x = torch.randn(n, 1, 28, 28, generator=generator).to(device)
+    for step in range(ref.T - 1, -1, -1):
+        t = torch.full((n,), step, device=device, dtype=torch.long)
+        eps = model(x, t).float()
+        x = ((x - betas[step] / (1 - abar[step]).sqrt() * eps) / alphas[step].sqrt()).float()
+        if step > 0:
+            x = x + betas[step].sqrt().float() * torch.randn(x.shape, generator=generator).to(device)
+    return x
+
+
+def sample(model, device, n, steps, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    use_bf16 = device.type == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    samples = []
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        for chunk in range(0, n, 500):
+            m = min(500, n - chunk)
+            if steps == ref.T:
+                samples.append(ancestral_sample(model, m, generator, device).cpu())
+            else:
+                samples.append(quality.ddim_sample(ref.schedule()[2], model, (m, 1, 28, 28), steps, generator, device).cpu())
+    return torch.cat(samples)
+
+
+@functools.lru_cache(maxsize=None)
+def mnist_test_features():
+    ds = torchvision.datasets.MNIST(os.environ.get("DDPM_DATA_ROOT", "data"), train=False, download=False)
+    return quality.embed(quality.load_classifier(), ds.data.unsqueeze(1).float() / 127.5 - 1.0)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def statistics(notebook, checkpoint, on_gpu):
+    device = torch.device("cuda" if on_gpu else "cpu")
+    model = load_model(load(notebook, PART), checkpoint_of(notebook, checkpoint), device)
+    setting = GPU if on_gpu else CPU
+    return quality.statistics(quality.load_classifier(), sample(model, device, **setting), mnist_test_features())
+
+
+@pytest.fixture(scope="module", params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def stats(request):
+    notebook = str(Path(request.config.getoption("--notebook") or REFERENCE).resolve())
+    try:
+        return request.param, statistics(notebook, request.config.getoption("--checkpoint"), request.param == "gpu")
+    except SubmissionError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+def test_samples_are_confident_digits(stats):
+    _, s = stats
+    assert s["confidence"] >= THRESHOLDS["confidence"], \
+        "a digit classifier is not confident about your model's samples: they do not look enough like digits yet."
+
+
+def test_samples_cover_all_digits(stats):
+    _, s = stats
+    assert s["max_class_fraction"] <= THRESHOLDS["max_class_fraction"], \
+        "your model's samples are dominated by a few digits (mode collapse?)."
+
+
+def test_samples_match_the_data(stats):
+    kind, s = stats
+    assert s["fid"] <= THRESHOLDS["fid"][kind], \
+        "the Frechet distance between your samples and real digits is too large: train longer, or check the loss."
