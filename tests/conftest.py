@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch._dynamo  # noqa: F401  (imported lazily by optimizers, it rebinds torch.manual_seed: do it before any snapshot)
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -72,16 +73,35 @@ def pytest_sessionfinish(session):
         Path(path).write_text(json.dumps(list(_results.values()), indent=1))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    if not hasattr(item.module, "PART"):  # tests/meta: the project's own tests, no submitted code
+        return (yield)
+    with grader.untrusted():
+        return (yield)
+
+
+class Unloadable(dict):
+    """Stands in for the namespace of a part that could not be loaded: every check of it fails with the reason."""
+
+    def __init__(self, reason):
+        super().__init__()
+        self.reason = reason
+
+    def __missing__(self, name):
+        raise AssertionError(self.reason)
+
+
 @pytest.fixture
 def ns(request):
     part = request.module.PART
     if part in _spoiled:
-        pytest.fail(f"Not run: {_spoiled[part]}.", pytrace=False)
+        return Unloadable(f"Not run: {_spoiled[part]}.")
     notebook = request.config.getoption("--notebook") or REFERENCE
     try:
         return load(str(Path(notebook).resolve()), part)
     except SubmissionError as err:
-        pytest.fail(str(err), pytrace=False)
+        return Unloadable(str(err))
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,11 @@ notebook's setup cell, then every part in order: the notebook's own cell for `pa
 solution's cell for the others. A mistake in one part therefore costs the points of that part only.
 Nothing else in the notebook runs: no data loading, no training, no plots.
 """
+import contextlib
 import importlib
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,30 @@ PARTS = ("forward_process", "reverse_process", "unet", "training_loop", "inpaint
 
 class SubmissionError(Exception):
     """A problem with the submitted notebook itself, worded for the student."""
+
+
+_untrusted = [False]  # True while submitted code may run
+
+
+def _deny_grader_files(event, args):
+    """An audit hook: submitted code may not open the reference solution or the grader's own files."""
+    if _untrusted[0] and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.path.realpath(os.fsdecode(args[0]))
+        if path == str(REFERENCE.resolve()) or path.startswith(str(ROOT.resolve() / "tests") + os.sep):
+            raise PermissionError("submitted code may not read the grader's or the solution's files")
+
+
+sys.addaudithook(_deny_grader_files)
+
+
+@contextlib.contextmanager
+def untrusted():
+    """Run submitted code (its cells, or checks that call into it) with the grader's files closed to it."""
+    before, _untrusted[0] = _untrusted[0], True
+    try:
+        yield
+    finally:
+        _untrusted[0] = before
 
 
 class Namespace(dict):
@@ -92,7 +119,8 @@ def _run_cells(notebook, part, extra):
         except SyntaxError as err:
             raise SubmissionError(f"Your cell '{name}' has a syntax error on line {err.lineno}: {err.msg}.") from None
         try:
-            exec(code, namespace)
+            with untrusted():
+                exec(code, namespace)
         except pytest.fail.Exception:  # pytest-timeout interrupts a cell that runs too long
             raise SubmissionError(f"Your cell '{name}' did not finish in time: is there an endless loop?") from None
         except Exception as err:
@@ -106,7 +134,8 @@ def failed_checks(part, namespace):
     failures = []
     for name in sorted(n for n in dir(module) if n.startswith("test_")):
         try:
-            getattr(module, name)(namespace)
+            with untrusted():
+                getattr(module, name)(namespace)
         except pytest.skip.Exception:
             continue
         except Exception as err:

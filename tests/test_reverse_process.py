@@ -97,6 +97,8 @@ def test_sampler_seeded(ns):
 def test_sampler_spread_for_gaussian_data(ns):
     # Data N(0, 0.5^2 I) and its exact denoiser: the samples' variance follows a known recursion.
     # Catches alpha used for alpha-bar, variance used as standard deviation, and similar slips.
+    # Calibration: the reference sampler over seeds 0-39 gives ratios 0.977-1.037 (mean 1.008, sd 0.014), so the
+    # tolerance of 0.1 is seven standard deviations; the mutants in tests/meta/mutants.py land far outside it.
     d = ns["Diffusion"]()
     model = ref.GaussianDenoiser(0.5)
     out = d.sample(model, (32, 1, 16, 16), generator=torch.Generator().manual_seed(7))

@@ -50,6 +50,9 @@ IN_PROCESS = {
     "function renamed": ("inpainting", replace("def inpaint(", "def in_paint("), "does not define `inpaint`"),
     "raises at import": ("training_loop", append("raise ValueError('oops')"), "raised ValueError"),
     "huge allocation": ("unet", append("_big = torch.empty(2**62)"), "raised RuntimeError"),
+    "reads the solution": ("unet", append(f"_stolen = open({str(REFERENCE)!r}).read()"), "PermissionError"),
+    "wrong device": ("unet", replace("return self.conv_out(F.silu(self.norm_out(h)))",
+                                     "return self.conv_out(F.silu(self.norm_out(h))).to('meta')"), ""),
     "NaN output": ("unet", replace("return self.conv_out(F.silu(self.norm_out(h)))",
                                    "return self.conv_out(F.silu(self.norm_out(h))) * float('nan')"), "NaN"),
 }
@@ -92,3 +95,15 @@ def test_hangs_and_tampering_are_contained(tmp_path):
         assert all(c["message"] for c in lost), (student, lost)
         assert any(c["part"] != part and c["points"] == c["max"] > 0 for c in checks), (student, checks)
     assert (out / "grades.csv").read_text().count("\n") == 1 + len(broken)
+
+
+def test_edited_locked_cells_and_deleted_test_cells_change_nothing(tmp_path):
+    def edit(cells, i):
+        for cell in cells:
+            meta = cell["metadata"].get("nbgrader", {})
+            if meta.get("grade_id") == "setup":
+                cell["source"] = "import torch\nT = 7\ndef randn(*args, **kwargs):\n    return 0\n"
+        cells[:] = [c for c in cells if not c["metadata"].get("nbgrader", {}).get("grade")]
+    notebook = str(variant(tmp_path, "s", "unet", edit))
+    for part in ("forward_process", "unet", "inpainting"):
+        assert failed_checks(part, load(notebook, part)) == [], part
