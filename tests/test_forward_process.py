@@ -1,4 +1,5 @@
 """The noise schedule and q(x_t | x_0), eq. 4."""
+import pytest
 import torch
 
 import reference as ref
@@ -68,3 +69,14 @@ def test_forward_keeps_input_and_dtype(ns):
     assert x_t.dtype == torch.float32, "forward should return float32 for float32 input."
     x_t64 = d(x0.double(), torch.tensor([5, 50, 500]), noise.double())
     assert x_t64.dtype == torch.float64, "forward should return float64 for float64 input."
+
+
+@pytest.mark.gpu
+def test_buffers_follow_the_module_to_cuda(ns):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
+    d = ns["Diffusion"]().cuda()
+    assert all(b.is_cuda for b in (d.betas, d.alphas, d.alphas_cumprod)), "the schedule should move with .to(device)."
+    x0 = torch.zeros(2, 1, 28, 28, device="cuda")
+    x_t = d(x0, torch.tensor([1, 2], device="cuda"), torch.ones_like(x0))
+    assert x_t.is_cuda and x_t.dtype == torch.float32, "forward should keep the input's device and dtype."

@@ -1,0 +1,23 @@
+"""The sample-quality machinery itself: the metric, and both sampling paths of the grader."""
+import torch
+
+import quality
+import test_sample_quality as tsq
+from grader import REFERENCE, ROOT, load
+
+
+def test_frechet_distance_of_identical_and_shifted_gaussians():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 8, generator=g, dtype=torch.float64)
+    assert abs(quality.frechet_distance(a, a)) < 1e-6
+    assert abs(quality.frechet_distance(a, a + 2.0) - 8 * 4.0) < 1e-6          # |mu_a - mu_b|^2 = 8 * 2^2
+    assert abs(quality.frechet_distance(a, 3.0 * a) - 8 * 4.0) < 0.5           # (1 - 3)^2 per unit variance
+
+
+def test_gpu_setting_runs_the_full_ancestral_sampler():
+    """The GPU setting samples with all 1000 steps of Algorithm 2; run it here on a few digits, on the CPU."""
+    model = tsq.load_model(load(REFERENCE, "unet"), ROOT / "data" / "ddpm_mnist.pt", torch.device("cpu"))
+    samples = tsq.sample(model, torch.device("cpu"), n=8, steps=1000)
+    assert samples.shape == (8, 1, 28, 28) and torch.isfinite(samples).all()
+    probs = quality.embed(quality.load_classifier(), samples)[1]
+    assert probs.max(dim=1).values.mean() > 0.8, "the reference model's full-sampler digits should be recognisable"
