@@ -4,9 +4,11 @@ digits, and the Frechet distance between its features of generated and of real t
 tools/train_classifier.py trains the classifier (data/mnist_classifier.pt); tests/test_sample_quality.py grades a
 submission's trained model with it.
 """
+import os
 from pathlib import Path
 
 import torch
+import torchvision
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -26,6 +28,12 @@ class Classifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+def load_mnist(train, download=False):
+    """MNIST from DDPM_DATA_ROOT as images (N, 1, 28, 28) in [-1, 1] and labels (N,), scaled like the notebook's."""
+    ds = torchvision.datasets.MNIST(os.environ.get("DDPM_DATA_ROOT", "data"), train=train, download=download)
+    return ds.data.unsqueeze(1).float() / 127.5 - 1.0, ds.targets
 
 
 def load_classifier(path=CLASSIFIER):

@@ -6,12 +6,10 @@ On a CPU: 256 digits with 100-step DDIM. On a GPU: 2,000 digits with the full 10
 The thresholds are calibrated in tests/meta/calibration.md.
 """
 import functools
-import os
 from pathlib import Path
 
 import pytest
 import torch
-import torchvision
 
 import quality
 import reference as ref
@@ -71,8 +69,7 @@ def sample(model, device, n, steps, seed=0):
 
 @functools.lru_cache(maxsize=None)
 def mnist_test_features():
-    ds = torchvision.datasets.MNIST(os.environ.get("DDPM_DATA_ROOT", "data"), train=False, download=False)
-    return quality.embed(quality.load_classifier(), ds.data.unsqueeze(1).float() / 127.5 - 1.0)[0]
+    return quality.embed(quality.load_classifier(), quality.load_mnist(train=False)[0])[0]
 
 
 @functools.lru_cache(maxsize=None)

@@ -4,13 +4,11 @@ Measures the grader's CPU setting (256 samples, 100-step DDIM, fixed seeds) on: 
 seeds, real MNIST training digits (the floor a perfect generator reaches), an untrained U-Net, and the reference
 model after a short training run (an under-trained submission).
 """
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
-import torchvision
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -33,8 +31,7 @@ def measure(name, make_samples):
         print(rows[-1], flush=True)
 
 
-train = torchvision.datasets.MNIST(os.environ.get("DDPM_DATA_ROOT", "data"), train=True).data
-real = train.unsqueeze(1).float() / 127.5 - 1
+real = quality.load_mnist(train=True)[0]
 measure("real training digits", lambda seed: real[torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:256]])
 model = tsq.load_model(ns, ROOT / "data" / "ddpm_mnist.pt", torch.device("cpu"))
 measure("reference model", lambda seed: tsq.sample(model, torch.device("cpu"), seed=seed, **tsq.CPU))

@@ -8,21 +8,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from quality import CLASSIFIER, Classifier  # noqa: E402
+from quality import CLASSIFIER, Classifier, load_mnist  # noqa: E402
 
-root = os.environ.get("DDPM_DATA_ROOT", "data")
-
-
-def load(train):
-    ds = torchvision.datasets.MNIST(root, train=train, download=not os.environ.get("DDPM_OFFLINE"))
-    return ds.data.unsqueeze(1).float() / 127.5 - 1.0, ds.targets
-
-
+download = not os.environ.get("DDPM_OFFLINE")
 torch.manual_seed(0)
-(x, y), (x_test, y_test) = load(True), load(False)
+(x, y), (x_test, y_test) = load_mnist(True, download), load_mnist(False, download)
 model = Classifier()
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=4 * (len(x) // 128))
