@@ -56,7 +56,9 @@ def pytest_runtest_makereport(item, call):
     marker = item.get_closest_marker("points")
     result = _results.setdefault(item.nodeid, {
         "test": item.nodeid.split("::", 1)[-1], "part": Path(str(item.fspath)).stem.removeprefix("test_"),
-        "points": 0, "max": marker.args[0] if marker else 1, "outcome": "passed", "message": ""})
+        "part_title": (item.module.__doc__ or "").strip().splitlines()[0] if item.module.__doc__ else "",
+        "checked": checked(item), "points": 0, "max": marker.args[0] if marker else 1, "outcome": "passed",
+        "message": ""})
     if result["outcome"] == "passed" and (report.failed or report.skipped):
         crash = getattr(report.longrepr, "reprcrash", None)
         result["outcome"] = "failed" if report.failed else "skipped"
@@ -65,6 +67,15 @@ def pytest_runtest_makereport(item, call):
         result["max"] = 0 if result["outcome"] == "skipped" else result["max"]   # e.g. GPU checks on a CPU
         result["points"] = result["max"] if result["outcome"] == "passed" else 0
     return report
+
+
+def checked(item):
+    "What a check checks, in plain words: its docstring's first line, or its name spelled out."
+    doc = getattr(item, "function", None) and item.function.__doc__
+    if doc:
+        return doc.strip().splitlines()[0]
+    words = item.name.split("[")[0].removeprefix("test_").replace("_", " ")
+    return words[:1].upper() + words[1:] + "."
 
 
 def pytest_sessionfinish(session):

@@ -8,6 +8,7 @@ PART = "forward_process"
 
 
 def test_schedule_values(ns):
+    """The linear schedule: betas from 1e-4 to 0.02, alphas and alphas_cumprod (eq. 2 and 4)."""
     d = ns["Diffusion"]()
     betas, alphas, abar, _ = ref.schedule()
     for name, want in (("betas", betas), ("alphas", alphas), ("alphas_cumprod", abar)):
@@ -19,6 +20,7 @@ def test_schedule_values(ns):
 
 
 def test_schedule_arguments(ns):
+    """Diffusion(num_timesteps, beta_start, beta_end) uses its arguments."""
     d = ns["Diffusion"](num_timesteps=50, beta_start=1e-3, beta_end=0.05)
     betas, _, abar, _ = ref.schedule(50, 1e-3, 0.05)
     assert d.betas.shape == (50,) and torch.allclose(d.betas.double(), betas, atol=1e-7), \
@@ -28,6 +30,7 @@ def test_schedule_arguments(ns):
 
 
 def test_schedule_is_float32_buffers(ns):
+    """betas, alphas and alphas_cumprod are float32 buffers that move with .to(device)."""
     d = ns["Diffusion"]()
     buffers = dict(d.named_buffers())
     for name in ("betas", "alphas", "alphas_cumprod"):
@@ -36,6 +39,7 @@ def test_schedule_is_float32_buffers(ns):
 
 
 def test_forward_mixed_t_golden(ns):
+    """forward(x0, t, noise) follows eq. 4 for a batch with a different t per image."""
     d = ns["Diffusion"]()
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand(6, 1, 28, 28, generator=g) * 2 - 1
@@ -48,6 +52,7 @@ def test_forward_mixed_t_golden(ns):
 
 
 def test_forward_draws_standard_noise(ns):
+    """Without `noise`, forward draws standard normal noise."""
     d = ns["Diffusion"]()
     torch.manual_seed(0)
     x0 = torch.zeros(64, 1, 28, 28)
@@ -60,6 +65,7 @@ def test_forward_draws_standard_noise(ns):
 
 
 def test_forward_keeps_input_and_dtype(ns):
+    """forward leaves x0 unchanged and keeps its dtype."""
     d = ns["Diffusion"]()
     x0 = torch.rand(3, 1, 28, 28) * 2 - 1
     copy = x0.clone()
@@ -73,6 +79,7 @@ def test_forward_keeps_input_and_dtype(ns):
 
 @pytest.mark.gpu
 def test_buffers_follow_the_module_to_cuda(ns):
+    """The schedule moves to a GPU with the module (GPU only)."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU here")
     d = ns["Diffusion"]().cuda()

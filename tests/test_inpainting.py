@@ -14,6 +14,7 @@ def _setup(n=4, seed=0):
 
 
 def test_step_matches_reference(ns):
+    """One in-painting step: the reverse step for unknown pixels, q(x_{t-1} | x_0) for known ones, with the same z."""
     d = ns["Diffusion"]()
     x0, mask = _setup()
     g = torch.Generator().manual_seed(1)
@@ -31,6 +32,7 @@ def test_step_matches_reference(ns):
 
 
 def test_all_known_returns_input(ns):
+    """With every pixel known, in-painting returns the known image."""
     x0, _ = _setup(2, 2)
     out = ns["inpaint"](ns["Diffusion"](), ref.ConstantModel(torch.zeros(1)), x0, torch.ones_like(x0, dtype=torch.bool),
                         generator=torch.Generator().manual_seed(0))
@@ -38,6 +40,7 @@ def test_all_known_returns_input(ns):
 
 
 def test_all_unknown_equals_sample(ns):
+    """With no pixel known, in-painting is the ordinary sampler (same noise, same order)."""
     d = ns["Diffusion"]()
     model = ref.GaussianDenoiser(0.5)
     x0, _ = _setup(2, 3)
@@ -48,6 +51,7 @@ def test_all_unknown_equals_sample(ns):
 
 
 def test_known_pixels_kept_and_oracle_completes(ns):
+    """Known pixels are kept, and an oracle model completes the rest."""
     x0, mask = _setup(3, 4)
     out = ns["inpaint"](ns["Diffusion"](), ref.OracleModel(x0), x0, mask, generator=torch.Generator().manual_seed(1))
     assert torch.equal(out[mask], x0[mask]), "the known pixels of the result should equal x0 exactly."
@@ -55,6 +59,7 @@ def test_known_pixels_kept_and_oracle_completes(ns):
 
 
 def test_mask_broadcasts(ns):
+    """A mask of shape (1, 1, H, W) applies to every image of the batch."""
     x0, _ = _setup(3, 5)
     mask = torch.zeros(1, 1, 28, 28, dtype=torch.bool)
     mask[..., :14, :] = True

@@ -13,6 +13,7 @@ def _inputs(n, seed):
 
 
 def test_posterior_buffers(ns):
+    """alphas_cumprod_prev and posterior_variance (eq. 7)."""
     d = ns["Diffusion"]()
     _, _, abar, abar_prev = ref.schedule()
     assert torch.allclose(d.alphas_cumprod_prev.double(), abar_prev, rtol=1e-5), \
@@ -23,6 +24,7 @@ def test_posterior_buffers(ns):
 
 
 def test_posterior_mean_variance(ns):
+    """The posterior mean and variance of q(x_{t-1} | x_t, x_0) (eq. 7)."""
     d = ns["Diffusion"]()
     x0, x_t, _ = _inputs(len(T_MIXED), 1)
     mean, var = d.posterior_mean_variance(x0, x_t, T_MIXED)
@@ -36,6 +38,7 @@ def test_posterior_mean_variance(ns):
 
 
 def test_p_sample_step_matches_algorithm_2(ns):
+    """p_sample_step follows line 4 of Algorithm 2 (eq. 11)."""
     d = ns["Diffusion"]()
     x_t, eps, noise = _inputs(len(T_MIXED), 2)
     out = d.p_sample_step(ref.ConstantModel(eps), x_t, T_MIXED, noise)
@@ -45,6 +48,7 @@ def test_p_sample_step_matches_algorithm_2(ns):
 
 
 def test_p_sample_step_noise_scale(ns):
+    """p_sample_step adds sigma_t z with sigma_t^2 = beta_t."""
     d = ns["Diffusion"]()
     t = torch.full((1,), 500)
     zero = torch.zeros(1, 1, 28, 28)
@@ -54,6 +58,7 @@ def test_p_sample_step_noise_scale(ns):
 
 
 def test_no_noise_at_last_step(ns):
+    """No noise is added at t = 0."""
     d = ns["Diffusion"]()
     x_t, eps, noise = _inputs(2, 3)
     t = torch.zeros(2, dtype=torch.long)
@@ -63,6 +68,7 @@ def test_no_noise_at_last_step(ns):
 
 
 def test_sampler_with_oracle_returns_x0(ns):
+    """sample() with an oracle model ends at the oracle's image."""
     d = ns["Diffusion"]()
     x0 = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(4)) * 2 - 1
     for seed in (0, 1, 2):
@@ -73,6 +79,7 @@ def test_sampler_with_oracle_returns_x0(ns):
 
 
 def test_sampler_visits_each_step_once(ns):
+    """sample() calls the model once for each t = T-1, ..., 0, in that order."""
     d = ns["Diffusion"]()
     model = ref.RecordingModel()
     d.sample(model, (2, 1, 8, 8), generator=torch.Generator().manual_seed(0))
@@ -85,6 +92,7 @@ def test_sampler_visits_each_step_once(ns):
 
 
 def test_sampler_seeded(ns):
+    """sample() draws all its noise from the generator it is given."""
     d = ns["Diffusion"]()
     model = ref.ConstantModel(torch.zeros(1))
     a = d.sample(model, (2, 1, 8, 8), generator=torch.Generator().manual_seed(5))
@@ -95,6 +103,7 @@ def test_sampler_seeded(ns):
 
 
 def test_sampler_spread_for_gaussian_data(ns):
+    """For Gaussian data with the exact denoiser, samples have the data's spread."""
     # Data N(0, 0.5^2 I) and its exact denoiser: the samples' variance follows a known recursion.
     # Catches alpha used for alpha-bar, variance used as standard deviation, and similar slips.
     # Calibration: the reference sampler over seeds 0-39 gives ratios 0.977-1.037 (mean 1.008, sd 0.014), so the

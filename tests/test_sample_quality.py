@@ -97,18 +97,21 @@ def _measured(stats):
 
 
 def test_samples_are_confident_digits(stats):
+    """Your trained model's samples look like digits to a digit classifier."""
     _, s = _measured(stats)
     assert s["confidence"] >= THRESHOLDS["confidence"], \
         "a digit classifier is not confident about your model's samples: they do not look enough like digits yet."
 
 
 def test_samples_cover_all_digits(stats):
+    """Your samples cover all ten digits (no digit above 30 %)."""
     _, s = _measured(stats)
     assert s["max_class_fraction"] <= THRESHOLDS["max_class_fraction"], \
         "your model's samples are dominated by a few digits (mode collapse?)."
 
 
 def test_samples_match_the_data(stats):
+    """Your samples' Frechet distance to real test digits is small enough."""
     kind, s = _measured(stats)
     assert s["fid"] <= THRESHOLDS["fid"][kind], \
         "the Frechet distance between your samples and real digits is too large: train longer, or check the loss."

@@ -15,6 +15,7 @@ def _batch(n=8, seed=0):
 
 
 def test_loss_is_zero_for_the_injected_noise(ns):
+    """diffusion_loss is zero when the model predicts exactly the injected noise."""
     x0, noise = _batch()
     t = torch.tensor([0, 1, 10, 100, 400, 700, 998, 999])
     loss = ns["diffusion_loss"](ns["Diffusion"](), ref.ConstantModel(noise), x0, t, noise)
@@ -23,6 +24,7 @@ def test_loss_is_zero_for_the_injected_noise(ns):
 
 
 def test_same_noise_makes_x_t_and_target(ns):
+    """The same noise makes x_t and is the regression target (eq. 14)."""
     x0, noise = _batch(seed=1)
     t = torch.tensor([0, 5, 50, 300, 500, 800, 900, 999])
     model = ref.RecordingModel()
@@ -36,6 +38,7 @@ def test_same_noise_makes_x_t_and_target(ns):
 
 
 def test_loss_is_a_mean(ns):
+    """The loss is the mean squared error over pixels and batch."""
     x0, noise = _batch(n=4, seed=2)
     t = torch.tensor([1, 2, 3, 4])
     out = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
@@ -45,6 +48,7 @@ def test_loss_is_a_mean(ns):
 
 
 def test_loss_draws_t_and_noise(ns):
+    """Without t and noise, the loss draws t uniformly from 0..T-1 and noise from N(0, I)."""
     torch.manual_seed(0)
     d, model = ns["Diffusion"](), ref.RecordingModel()
     x0 = torch.zeros(256, 1, 4, 4)
@@ -70,6 +74,7 @@ def _train(ns, steps=60, **kwargs):
 
 
 def test_train_reduces_the_loss(ns):
+    """train() lowers the loss on a small data set."""
     _, ema, losses = _train(ns)
     assert len(losses) == 60, "train should return one loss per step."
     assert all(isinstance(v, float) for v in losses), "the losses should be plain floats (loss.item())."
@@ -78,6 +83,7 @@ def test_train_reduces_the_loss(ns):
 
 
 def test_train_uses_the_images_as_given(ns):
+    """train() passes the given images, unchanged, to the forward process."""
     images = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(5)) * 2 - 1
     diffusion, seen = ns["Diffusion"](), []
     make_x_t = diffusion.forward
@@ -97,6 +103,7 @@ def test_train_uses_the_images_as_given(ns):
 
 
 def test_gradients_are_zeroed_between_steps(ns):
+    """Gradients are reset between optimizer steps."""
     fresh, stored = [], []
     original = torch.optim.AdamW.step
 
@@ -132,6 +139,7 @@ def test_gradients_are_zeroed_between_steps(ns):
 
 
 def test_checkpoint_is_written_and_loads(ns):
+    """train() writes a checkpoint that load_checkpoint rebuilds."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.pt")
         _, ema, _ = _train(ns, steps=3, checkpoint_path=path)

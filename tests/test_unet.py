@@ -14,6 +14,7 @@ def _model(ns, **kwargs):
 
 
 def test_output_shape_and_dtype(ns):
+    """The U-Net returns a float32 tensor of the input's shape."""
     model = _model(ns)
     for batch in (1, 3, 8):
         x = torch.randn(batch, 1, 28, 28)
@@ -24,6 +25,7 @@ def test_output_shape_and_dtype(ns):
 
 
 def test_arguments(ns):
+    """UNet(img_channels, base_channels, time_emb_dim) uses its arguments."""
     model = _model(ns, img_channels=3, base_channels=16, time_emb_dim=64)
     x = torch.randn(2, 3, 28, 28)
     assert model(x, torch.tensor([1, 2])).shape == x.shape, "UNet(img_channels=3, ...) should map 3 channels to 3 channels."
@@ -32,6 +34,7 @@ def test_arguments(ns):
 
 
 def test_depends_on_t_and_x(ns):
+    """The output depends on both x_t and t."""
     model = _model(ns)
     x = torch.randn(2, 1, 28, 28)
     t = torch.tensor([3, 3])
@@ -44,6 +47,7 @@ def test_depends_on_t_and_x(ns):
 
 
 def test_sinusoidal_embedding(ns):
+    """sinusoidal_embedding: sines in the first half, cosines in the second."""
     t = torch.tensor([0, 1, 17, 999])
     dim = 32
     freqs = torch.exp(-math.log(10000.0) * torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
@@ -83,6 +87,7 @@ def _record(model, x, t):
 
 
 def test_skips_are_concatenated(ns):
+    """Skip connections are concatenated (torch.cat along channels) at two or more resolutions."""
     model = _model(ns)
     cats, seen = _record(model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]))
     resolutions = {width for width, _, _ in cats}
@@ -94,6 +99,7 @@ def test_skips_are_concatenated(ns):
 
 
 def test_every_parameter_gets_a_gradient(ns):
+    """Every parameter gets a gradient (no unused layers)."""
     model = _model(ns)
     x = torch.randn(4, 1, 28, 28)
     model(x, torch.randint(0, 1000, (4,))).pow(2).mean().backward()
@@ -102,11 +108,13 @@ def test_every_parameter_gets_a_gradient(ns):
 
 
 def test_parameter_count(ns):
+    """The default UNet() has 0.5 to 10 million parameters."""
     n = sum(p.numel() for p in _model(ns).parameters())
     assert 0.5e6 <= n <= 10e6, "the default UNet() should have between 0.5 and 10 million parameters."
 
 
 def test_config_rebuilds_model(ns):
+    """UNet(**model.config) rebuilds a model that loads the weights."""
     model = _model(ns, base_channels=16)
     copy = ns["UNet"](**model.config)
     copy.load_state_dict(model.state_dict())
@@ -116,6 +124,7 @@ def test_config_rebuilds_model(ns):
 
 @pytest.mark.gpu
 def test_runs_on_cuda(ns):
+    """The U-Net runs on a GPU (GPU only)."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU here")
     model = _model(ns).cuda()

@@ -2,12 +2,14 @@
 
 Each notebook (with its trained model in data/ddpm_mnist.pt beside it) is graded in its own process, in a scratch
 folder, under a memory limit, a time limit per check and one for the whole submission, so that no submission can
-crash, hang or change the grading of another. Writes OUT/<student>.json (per check: points, max, message) and
-OUT/grades.csv (a row per student, a column per check).
+crash, hang or change the grading of another. Writes OUT/<student>.json (per check: points, max, message),
+OUT/<student>.md and OUT/<student>.html (feedback for the student: per part, what was checked and a hint for each
+failed check) and OUT/grades.csv (a row per student, a column per check).
 """
 import argparse
 import concurrent.futures
 import csv
+import html
 import json
 import os
 import resource
@@ -55,7 +57,50 @@ def grade(notebook, out, args):
                "points": sum(c["points"] for c in checks), "max": sum(c["max"] for c in checks),
                "seconds": round(time.time() - start, 1), "checks": checks}
     results.write_text(json.dumps(summary, indent=1))
+    write_feedback(summary, out / student_id(notebook, args.submissions))
     return summary
+
+
+def by_part(checks):
+    parts = {}
+    for c in checks:
+        parts.setdefault(c["part"], []).append(c)
+    return parts
+
+
+def write_feedback(summary, stem):
+    """<stem>.md and <stem>.html: per part, each check in plain words, passed or not, and the hint of a failed one.
+
+    The hints are the checks' own messages, written for students: they name the mistake, never the expected values."""
+    md = [f"# Feedback for {summary['student']}", "", f"**{summary['points']} of {summary['max']} checks passed.**", "",
+          "| part | checks passed |", "|---|---|"]
+    md += [f"| {part.replace('_', ' ')} | {sum(c['points'] for c in cs)} / {sum(c['max'] for c in cs)} |"
+           for part, cs in by_part(summary["checks"]).items()]
+    body = [f"<h1>Feedback for {html.escape(summary['student'])}</h1>",
+            f"<p><b>{summary['points']} of {summary['max']} checks passed.</b></p>"]
+    for part, cs in by_part(summary["checks"]).items():
+        title = part.replace("_", " ").capitalize()
+        got, most = sum(c["points"] for c in cs), sum(c["max"] for c in cs)
+        about = cs[0].get("part_title", "")
+        md += ["", f"## {title}: {got} / {most}", "", about, ""] if about else ["", f"## {title}: {got} / {most}", ""]
+        body += [f"<h2>{html.escape(title)}: {got} / {most}</h2>", f"<p>{html.escape(about)}</p>", "<ul>"]
+        for c in cs:
+            what = c.get("checked") or c["test"]
+            if c["outcome"] == "skipped":
+                md.append(f"- (not run here) {what}")
+                body.append(f"<li>&#8212; {html.escape(what)} <i>(not run here)</i></li>")
+            elif c["points"] == c["max"]:
+                md.append(f"- ✓ {what}")
+                body.append(f"<li>&#10003; {html.escape(what)}</li>")
+            else:
+                hint = c["message"].strip().removeprefix("AssertionError: ").replace("\n", " ")
+                md.append(f"- ✗ {what}  \n  **Hint:** {hint}")
+                body.append(f"<li>&#10007; {html.escape(what)}<br><b>Hint:</b> {html.escape(hint)}</li>")
+        body.append("</ul>")
+    Path(f"{stem}.md").write_text("\n".join(md) + "\n")
+    Path(f"{stem}.html").write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback</title>"
+                                    "<style>body{font-family:sans-serif;max-width:50em;margin:2em auto}"
+                                    "li{margin:.3em 0}</style></head><body>" + "\n".join(body) + "</body></html>\n")
 
 
 def main():

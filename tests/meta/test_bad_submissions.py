@@ -94,6 +94,9 @@ def test_hangs_and_tampering_are_contained(tmp_path):
         assert lost and all(c["part"] == part for c in lost), (student, lost)
         assert all(c["message"] for c in lost), (student, lost)
         assert any(c["part"] != part and c["points"] == c["max"] > 0 for c in checks), (student, checks)
+        feedback = (out / f"{student}.md").read_text()   # the student's report names the lost check and its hint
+        assert f"✗ {lost[0]['checked']}" in feedback and "**Hint:**" in feedback, feedback
+        assert "Hint:" in (out / f"{student}.html").read_text()
     assert (out / "grades.csv").read_text().count("\n") == 1 + len(broken)
 
 
