@@ -4,24 +4,29 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 # Where MNIST lives (torchvision's layout: $(DATA_ROOT)/MNIST/raw/...). CI sets DATA_ROOT=../shared/data.
 DATA_ROOT ?= data
-EPOCHS    ?= 6
+EPOCHS    ?= 8
+MINUTES   ?= 30
 BUILD     := build
 COURSE    := $(BUILD)/course
 
 export DDPM_DATA_ROOT := $(abspath $(DATA_ROOT))
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv data run test test-grader test-notebook assignment outputs train classifier calibrate grade clean
+.PHONY: help venv data run test test-grader test-notebook assignment outputs train classifier calibrate grade bench clean
 
 help:
 	@echo "make run         set up, then execute solution.ipynb end to end (into $(BUILD)/solution.ipynb)"
 	@echo "make test        set up, then everything CI checks (the grader on solution and assignment, nbval)"
 	@echo "make assignment  regenerate assignment.ipynb from solution.ipynb with nbgrader"
 	@echo "make outputs     re-execute solution.ipynb in place, refreshing the outputs nbval compares"
-	@echo "make train       train the reference model data/ddpm_mnist.pt with the solution's code (EPOCHS=$(EPOCHS))"
+	@echo "make train       train the reference model data/ddpm_mnist.pt with the solution's code for MINUTES=$(MINUTES)"
+	@echo "                 minutes of training time, at most EPOCHS=$(EPOCHS) epochs"
 	@echo "make classifier  train the evaluation classifier data/mnist_classifier.pt (>= 99 % test accuracy)"
 	@echo "make calibrate   re-measure the sample-quality thresholds into tests/calibration.md"
 	@echo "make grade SUBMISSIONS=dir/   grade every notebook under dir/ into $(BUILD)/grades (JSON + CSV)"
+	@echo "make bench       speed of the U-Net against diffusers' UNet2DModel into bench/ (about 5 min);"
+	@echo "                 QUALITY=1 adds the time to good samples (about 2 hours); BENCH_ARGS=--sweep the"
+	@echo "                 quality and time of DDIM against the 1000-step sampler (10 min); see tools/bench.py -h"
 	@echo "variables: DATA_ROOT=$(DATA_ROOT) PYTHON=$(PYTHON) VENV=$(VENV)"
 
 venv: $(VENV)/.installed
@@ -61,7 +66,7 @@ outputs: venv data
 	    --ExecutePreprocessor.timeout=1800
 
 train: venv data
-	$(PY) tools/train.py --epochs $(EPOCHS) --output data/ddpm_mnist.pt
+	$(PY) tools/train.py --epochs $(EPOCHS) --minutes $(MINUTES) --output data/ddpm_mnist.pt
 
 classifier: venv data
 	$(PY) tools/train_classifier.py
@@ -73,6 +78,15 @@ SUBMISSIONS ?= submissions
 grade: export DDPM_OFFLINE := 1
 grade: venv data
 	$(PY) tools/grade.py $(SUBMISSIONS) --out $(BUILD)/grades
+
+# The benchmark needs diffusers, which nothing else does.
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+QUALITY ?=
+bench: venv data $(VENV)/.bench-installed
+	$(PY) tools/bench.py $(if $(QUALITY),--quality) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

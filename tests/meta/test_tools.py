@@ -1,0 +1,58 @@
+"""The training runner behind `make train` and `make bench QUALITY=1`: snapshots by training time, a time budget."""
+import inspect
+import sys
+
+import torch
+
+from grader import REFERENCE, ROOT, load
+
+sys.path.insert(0, str(ROOT / "tools"))
+import bench  # noqa: E402
+import train as training  # noqa: E402
+
+
+def test_snapshots_and_budget(tmp_path):
+    ns = load(REFERENCE)
+    images = torch.rand(128, 1, 28, 28) * 2 - 1    # one batch of 128 per epoch
+    torch.manual_seed(0)
+    model = ns["UNet"](base_channels=8, time_emb_dim=16)
+    ema, log = training.run(ns, model, images, use_bf16=False, epochs=1000, minutes=2 / 60, snapshot_every=0.5,
+                            snapshot_dir=tmp_path / "snaps", output=tmp_path / "final.pt")
+    assert ns["train"].__globals__["EMA"] is ns["EMA"], "the notebook's EMA must be restored after the run"
+    assert ns["train"].__globals__["diffusion_loss"] is ns["diffusion_loss"]
+    assert len(log["losses"]) == log["steps"] and all(isinstance(v, float) for v in log["losses"])
+    assert log["seconds"] >= 2 and log["steps"] < 1000, "the budget, not the epochs, should end the run"
+    minutes = [s["minutes"] for s in log["snapshots"]]
+    assert minutes == sorted(minutes) and log["snapshots"][-1]["step"] == log["steps"], "the end of the run is saved"
+    saved = torch.load(log["snapshots"][0]["path"], weights_only=True)
+    assert set(saved["state_dict"]) == set(model.state_dict())
+    rebuilt, losses = ns["load_checkpoint"](str(tmp_path / "final.pt"))
+    assert losses == log["losses"], "a run stopped by its budget keeps its losses"
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), ema.state_dict().values()))
+
+
+def test_runs_to_the_end_without_budget(tmp_path):
+    ns = load(REFERENCE)
+    _, log = training.run(ns, ns["UNet"](base_channels=8, time_emb_dim=16), torch.rand(256, 1, 28, 28) * 2 - 1,
+                          use_bf16=False, epochs=2, snapshot_every=1000, snapshot_dir=tmp_path)
+    batch = inspect.signature(ns["train"]).parameters["batch_size"].default
+    assert log["steps"] == len(log["losses"]) == 2 * (256 // batch)
+    assert [s["step"] for s in log["snapshots"]] == [log["steps"]], "the end of a run is always saved"
+
+
+def test_benchmark_report_renders():
+    speed = {"median": 2.0, "min": 1.0, "max": 3.0, "runs": 3}
+    model = {"parameters": 10, "forward_gflops_per_image": 0.5, "train_images_per_s": {"float32": speed},
+             "train_gflops_per_s": {"float32": 3.0}, "precision": "float32", "sampling_64x1000_s": speed}
+    results = {"speed": {"device": "cpu", "threads": 2, "torch": "x", "ceiling_gflops": {"float32": speed},
+                         "models": {"ours": model, "diffusers": model},
+                         "ratios": {"train_best_vs_best": 1.0, "train_float32": 1.0, "sampling": 1.0}},
+               "quality": {"fid_1024_real_training_digits": 6.0, "good_fid_1024": 12.0, "pass": "x",
+                           "models": {"ours": {"precision": "bfloat16", "minutes_budget": 30, "steps": 9, "minutes": 30.0, "minutes_to_pass": 6.0,
+                                               "minutes_to_good": None, "snapshots": [
+                                                   {"minutes": 6.0, "step": 9, "confidence": 0.9, "max_class_fraction": 0.1,
+                                                    "fid_256": 50.0, "fid_1024": 30.0, "passes": True}]}}}}
+    text = bench.markdown(results)
+    assert "| training images/s, float32 | 2.0 (1.0-3.0) | 2.0 (1.0-3.0) | 1.00x |" in text
+    assert "| ours | bfloat16 | 30 | 9 | 6.0 | not within 30 |" in text
+    assert "| ours | 6.0 | 9 | 0.900 | 0.100 | 50.0 | 30.0 | pass |" in text
