@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "solution.ipynb"
 SETUP = "setup"
-PARTS = ("forward_process", "reverse_process", "unet", "training_loop", "inpainting")
+PARTS = ("forward_process", "reverse_process", "two_point", "unet", "training_loop", "ddim", "inpainting")
 
 
 class SubmissionError(Exception):

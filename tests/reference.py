@@ -92,3 +92,17 @@ class RecordingModel(nn.Module):
         self.ts.append(t.detach().clone())
         self.xs.append(x_t.detach().clone())
         return torch.zeros_like(x_t)
+
+
+def two_point_mean(x_t, t, a=0.5):
+    """E[x_0 | x_t] for data -a or +a with probability 1/2 each, in float64: a tanh(a sqrt(abar) x_t / (1 - abar))."""
+    abar = schedule()[2][t].view(-1, *[1] * (x_t.dim() - 1))
+    return a * torch.tanh(a * abar.sqrt() * x_t.double() / (1 - abar))
+
+
+def ddim_step(eps, x_t, t, t_prev):
+    """One DDIM step (eta = 0) in float64 with x0 clipped to [-1, 1]; t_prev = -1 is the clean image."""
+    abar = schedule()[2]
+    a, a_prev = col(abar, t), torch.where(t_prev >= 0, abar[t_prev.clamp(min=0)], 1.0).view(-1, 1, 1, 1)
+    x0 = ((x_t.double() - (1 - a).sqrt() * eps.double()) / a.sqrt()).clamp(-1, 1)
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps.double()

@@ -10,8 +10,9 @@ ADDITIVE_UNET = [
      "                                        ResBlock(chs[2] + chs[1], chs[1], time_emb_dim),   # cat([h, s2])\n"
      "                                        ResBlock(chs[1] + chs[0], chs[0], time_emb_dim)])  # cat([h, s1])",
      "self.up_blocks = nn.ModuleList([ResBlock(ch, ch, time_emb_dim) for ch in (chs[2], chs[1], chs[0])])"),
-    ("nn.Conv2d(ch, ch, 3, padding=1)) for ch in (chs[2], chs[1])])",
-     "nn.Conv2d(ch, ch // 2, 3, padding=1)) for ch in (chs[2], chs[1])])"),
+    ('self.upsamples = nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest") for _ in range(2)])',
+     'self.upsamples = nn.ModuleList([nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), '
+     'nn.Conv2d(ch, ch // 2, 3, padding=1)) for ch in (chs[2], chs[1])])'),
     ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(h + skips.pop(), t_emb)"),
 ]
 
@@ -109,6 +110,31 @@ MUTANTS = {
     "inpaint: extra draws break the seed": ("inpainting", [
         ("noise=z, noise_known=z)", "noise=z, noise_known=randn(x0.shape, generator, device))")]),
     "inpaint: noise_known ignored": ("inpainting", [("noise=noise_known)", "noise=noise)")]),
+    # the two-point posterior mean
+    "two points: abar without its square root": ("two_point", [("a * abar.sqrt() * x_t", "a * abar * x_t")]),
+    "two points: sqrt(1 - abar) in the denominator": ("two_point", [("x_t / (1.0 - abar))", "x_t / (1.0 - abar).sqrt())")]),
+    "two points: log-odds inside tanh": ("two_point", [("torch.tanh(a * abar", "torch.tanh(2 * a * abar")]),
+    "two points: ignores a": ("two_point", [("return a * torch.tanh(a *", "return 0.5 * torch.tanh(0.5 *")]),
+    "two points: densities written out": ("two_point", [
+        ("return a * torch.tanh(a * abar.sqrt() * x_t / (1.0 - abar))",
+         "plus = torch.exp(-(x_t - abar.sqrt() * a) ** 2 / (2 * (1.0 - abar)))\n"
+         "    minus = torch.exp(-(x_t + abar.sqrt() * a) ** 2 / (2 * (1.0 - abar)))\n"
+         "    return a * (plus - minus) / (plus + minus)")]),
+    "two points: one t for the batch": ("two_point", [("abar = alphas_cumprod[t].view(", "abar = alphas_cumprod[t[:1]].view(")]),
+    # DDIM
+    "ddim: x0 not clipped": ("ddim", [(" / abar.sqrt()).clamp(-1, 1)", " / abar.sqrt())")]),
+    "ddim: fresh noise instead of the predicted noise": ("ddim", [
+        ("+ (1 - abar_prev).sqrt() * eps", "+ (1 - abar_prev).sqrt() * torch.randn_like(eps)")]),
+    "ddim: last step not to the clean image": ("ddim", [
+        ("torch.where(t_prev >= 0, diffusion.alphas_cumprod[t_prev.clamp(min=0)], 1.0)",
+         "diffusion.alphas_cumprod[t_prev.clamp(min=0)]")]),
+    "ddim: alpha instead of alpha-bar": ("ddim", [
+        ("abar = diffusion.alphas_cumprod[t].view(-1, 1, 1, 1)", "abar = diffusion.alphas[t].view(-1, 1, 1, 1)")]),
+    "ddim: 1 - abar without its square root": ("ddim", [("(x_t - (1 - abar).sqrt() * eps)", "(x_t - (1 - abar) * eps)")]),
+    "ddim: stops at t = 0 without the last jump": ("ddim", [("if i + 1 < len(steps) else -1", "if i + 1 < len(steps) else 0")]),
+    "ddim: new noise at every step": ("ddim", [
+        ("x = ddim_step(diffusion, model, x, t, torch.full_like(t, prev))",
+         "x = ddim_step(diffusion, model, x, t, torch.full_like(t, prev)) + 0.01 * randn(x_shape, generator, device)")]),
 }
 
 CORRECT = {
@@ -147,6 +173,13 @@ CORRECT = {
     "training step with zero_grad after step": ("training_loop", [
         ("optimizer.zero_grad(set_to_none=True)\n        loss.backward()\n        optimizer.step()",
          "loss.backward()\n        optimizer.step()\n        optimizer.zero_grad()")]),
+    "two-point mean with a sigmoid": ("two_point", [
+        ("return a * torch.tanh(a * abar.sqrt() * x_t / (1.0 - abar))",
+         "return a * (2 * torch.sigmoid(2 * a * abar.sqrt() * x_t / (1.0 - abar)) - 1)")]),
+    "ddim with a loop over the batch for abar_prev": ("ddim", [
+        ("abar_prev = torch.where(t_prev >= 0, diffusion.alphas_cumprod[t_prev.clamp(min=0)], 1.0).view(-1, 1, 1, 1)",
+         "abar_prev = torch.stack([diffusion.alphas_cumprod[p] if p >= 0 else torch.tensor(1.0) "
+         "for p in t_prev.tolist()]).view(-1, 1, 1, 1)")]),
     "in-painting with a float mask": ("inpainting", [
         ("return torch.where(mask_known.bool(), x_known, x_unknown)",
          "m = mask_known.to(x_t.dtype)\n    return m * x_known + (1 - m) * x_unknown")]),
