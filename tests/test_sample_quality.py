@@ -19,7 +19,8 @@ PART = "unet"
 CPU = {"n": 256, "steps": 100}
 GPU = {"n": 2000, "steps": 1000}
 # confidence and class fraction: the reference model gives 0.88-0.92 and <= 0.18, a model after 400 training steps
-# 0.66 and 0.32; Frechet distance: reference 57-75 (5 seeds), 400 steps ~400, untrained ~800. On a GPU (2,000
+# 0.66 and 0.32; Frechet distance: reference 57-75 (5 seeds; the retrained reference 51-57 over 2 seeds), 400 steps
+# ~400, untrained ~800. On a GPU (2,000
 # samples, less small-sample bias) no calibration run exists yet, so the CPU limit applies there too.
 THRESHOLDS = {"confidence": 0.80, "max_class_fraction": 0.30, "fid": {"cpu": 100.0, "gpu": 100.0}}
 
