@@ -195,7 +195,7 @@ def time_to_quality(ns, args, precision_of, previous):
 
 
 @torch.no_grad()
-def sampler_sweep(ns, args):
+def sampler_sweep(ns):
     """Quality and time of DDIM with few steps against Algorithm 2, on the reference model: 256 samples each."""
     model, _ = ns["load_checkpoint"](str(ROOT / "data" / "ddpm_mnist.pt"), DEVICE)
     classifier, test_features = quality.load_classifier(), tsq.mnist_test_features()
@@ -251,7 +251,6 @@ def markdown(results):
                   "| model | precision | training budget, min | steps | minutes to pass | minutes to good |",
                   "|---|---|---|---|---|---|"]
         for name, m in q["models"].items():
-            m.setdefault("minutes_budget", q.get("minutes_budget", 30))
             show = lambda v: f"{v:.1f}" if v is not None else f"not within {m['minutes_budget']:.0f}"
             lines.append(f"| {name} | {m['precision']} | {m['minutes_budget']:.0f} | {m['steps']} | "
                          f"{show(m['minutes_to_pass'])} | {show(m['minutes_to_good'])} |")
@@ -300,7 +299,7 @@ def main():
     if not args.skip_speed:
         results[key] = speed(ns, args)
     if args.sweep:
-        results["sampler_sweep"] = sampler_sweep(ns, args)
+        results["sampler_sweep"] = sampler_sweep(ns)
     if args.quality:
         precision_of = {n: m["precision"] for n, m in results["speed"]["models"].items()}
         results["quality"] = time_to_quality(ns, args, precision_of, results.get("quality", {}))
