@@ -12,7 +12,7 @@ COURSE    := $(BUILD)/course
 export DDPM_DATA_ROOT := $(abspath $(DATA_ROOT))
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv data run test test-grader test-notebook assignment outputs train classifier calibrate grade bench clean
+.PHONY: help venv data run test test-grader test-notebook assignment outputs train train-conditional classifier gpu-check calibrate grade bench clean
 
 help:
 	@echo "make run         set up, then execute solution.ipynb end to end (into $(BUILD)/solution.ipynb)"
@@ -21,12 +21,16 @@ help:
 	@echo "make outputs     re-execute solution.ipynb in place, refreshing the outputs nbval compares"
 	@echo "make train       train the reference model data/ddpm_mnist.pt with the solution's code for MINUTES=$(MINUTES)"
 	@echo "                 minutes of training time, at most EPOCHS=$(EPOCHS) epochs"
+	@echo "make train-conditional  the optional class-conditional model data/ddpm_mnist_cond.pt (notebook section 10),"
+	@echo "                 MINUTES=$(MINUTES) minutes of training time"
 	@echo "make classifier  train the evaluation classifier data/mnist_classifier.pt (>= 99 % test accuracy)"
 	@echo "make calibrate   re-measure the sample-quality thresholds into tests/calibration.md"
 	@echo "make grade SUBMISSIONS=dir/   grade every notebook under dir/ into $(BUILD)/grades (JSON + CSV)"
 	@echo "make bench       speed of the U-Net against diffusers' UNet2DModel into bench/ (about 5 min);"
 	@echo "                 QUALITY=1 adds the time to good samples (about 2 hours); BENCH_ARGS=--sweep the"
-	@echo "                 quality and time of DDIM against the 1000-step sampler (10 min); see tools/bench.py -h"
+	@echo "                 quality and time of DDIM against the 1000-step sampler (10 min); BENCH_ARGS=\"--skip-speed"
+	@echo "                 --objective --guidance\" the notebook's sections 9 and 10 (15 min); see tools/bench.py -h"
+	@echo "make gpu-check   on a machine with a CUDA GPU: speed, one timed epoch and the GPU-marked tests"
 	@echo "variables: DATA_ROOT=$(DATA_ROOT) PYTHON=$(PYTHON) VENV=$(VENV)"
 
 venv: $(VENV)/.installed
@@ -68,6 +72,9 @@ outputs: venv data
 train: venv data
 	$(PY) tools/train.py --epochs $(EPOCHS) --minutes $(MINUTES) --output data/ddpm_mnist.pt
 
+train-conditional: venv data
+	$(PY) tools/train.py --conditional --epochs $(EPOCHS) --minutes $(MINUTES) --output data/ddpm_mnist_cond.pt
+
 classifier: venv data
 	$(PY) tools/train_classifier.py
 
@@ -87,6 +94,13 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 QUALITY ?=
 bench: venv data $(VENV)/.bench-installed
 	$(PY) tools/bench.py $(if $(QUALITY),--quality) $(BENCH_ARGS)
+
+# The prepared check for a machine with a GPU: the speed benchmark and one timed epoch on it (into bench/, under
+# "gpu" and "gpu_epoch"), then the GPU-marked tests, which are skipped elsewhere.
+gpu-check: export DDPM_OFFLINE := 1
+gpu-check: venv data $(VENV)/.bench-installed
+	$(PY) tools/bench.py --epoch --full-sampling --repeats 3
+	$(PY) -m pytest tests -m gpu
 
 clean:
 	rm -rf $(BUILD)

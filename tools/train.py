@@ -41,8 +41,10 @@ class Budget(Exception):
 
 
 def run(ns, model, images, use_bf16, epochs, minutes=None, snapshot_every=None, snapshot_dir=None, output=None,
-        progress=False):
+        progress=False, loss_fn=None):
     """The notebook's train(), with snapshots of the EMA weights and a time budget; returns (ema_model, log).
+
+    loss_fn is passed on to train() (the notebook's diffusion_loss if None); the losses are recorded either way.
 
     Training time counts the training steps only, not the saving of snapshots. The snapshots hook into the EMA
     update that train() makes after every optimizer step, so the training loop itself is the notebook's, unchanged.
@@ -80,20 +82,22 @@ def run(ns, model, images, use_bf16, epochs, minutes=None, snapshot_every=None, 
         log["snapshots"].append({"path": str(path), "step": step, "minutes": seconds / 60})
         print(f"  snapshot at step {step} after {seconds / 60:.1f} min of training", flush=True)
 
+    inner = loss_fn or ns["diffusion_loss"]
+
     def recorded_loss(*args, **kwargs):   # the losses of a run that the budget stops, which train() can't return
-        loss = loss_fn(*args, **kwargs)
+        loss = inner(*args, **kwargs)
         log["losses"].append(loss.item())
         return loss
 
-    train_globals, loss_fn = ns["train"].__globals__, ns["diffusion_loss"]
-    train_globals["EMA"], train_globals["diffusion_loss"], log["losses"] = SnapshotEMA, recorded_loss, []
+    train_globals, log["losses"] = ns["train"].__globals__, []
+    train_globals["EMA"] = SnapshotEMA
     try:
         ema_model, _ = ns["train"](model, ns["Diffusion"]().to(next(model.parameters()).device), images,
-                                   epochs=epochs, use_bf16=use_bf16, progress=progress)
+                                   epochs=epochs, use_bf16=use_bf16, progress=progress, loss_fn=recorded_loss)
     except Budget:
         ema_model = log["ema"].model
     finally:
-        train_globals["EMA"], train_globals["diffusion_loss"] = base, loss_fn
+        train_globals["EMA"] = base
     if snapshot_dir and (not log["snapshots"] or log["snapshots"][-1]["step"] != log["steps"]):
         save(ema_model, log["steps"], log["seconds"])
     if output:
@@ -105,22 +109,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--minutes", type=float, help="stop after this much training time")
-    parser.add_argument("--output", default="data/ddpm_mnist.pt")
+    parser.add_argument("--output", help="default: data/ddpm_mnist.pt, or data/ddpm_mnist_cond.pt with --conditional")
     parser.add_argument("--dataset", default="MNIST")
+    parser.add_argument("--conditional", action="store_true",
+                        help="a UNet with num_classes=10 and the notebook's conditional_loss (section 10)")
     parser.add_argument("--snapshot-every", type=float, help="seconds of training between EMA snapshots")
     parser.add_argument("--snapshot-dir", default="build/snapshots")
     args = parser.parse_args()
 
-    ns = load(REFERENCE, extra=("helpers",))
+    args.output = args.output or ("data/ddpm_mnist_cond.pt" if args.conditional else "data/ddpm_mnist.pt")
+
+    ns = load(REFERENCE, extra=("helpers", "guidance"))
     device = ns["get_device"]()
     use_bf16 = ns["bf16_supported"](device)
-    images, _ = ns["load_images"](train=True, dataset=args.dataset)
+    images, labels = ns["load_images"](train=True, dataset=args.dataset)
     print(f"training on {device} (bfloat16 autocast: {use_bf16}) for {args.epochs} epochs, "
           f"{torch.get_num_threads()} threads", flush=True)
     torch.manual_seed(0)
+    model, loss_fn = ns["UNet"](), None
+    if args.conditional:
+        model, loss_fn, images = ns["UNet"](num_classes=10), ns["conditional_loss"], ns["with_labels"](images, labels)
     start = time.time()
-    _, log = run(ns, ns["UNet"]().to(device), images, use_bf16, args.epochs, args.minutes, args.snapshot_every,
-                 args.snapshot_dir if args.snapshot_every else None, args.output, progress=sys.stderr.isatty())
+    _, log = run(ns, model.to(device), images, use_bf16, args.epochs, args.minutes, args.snapshot_every,
+                 args.snapshot_dir if args.snapshot_every else None, args.output, progress=sys.stderr.isatty(),
+                 loss_fn=loss_fn)
     losses = log["losses"] or [float("nan")]
     print(f"trained {log['steps']} steps in {(time.time() - start) / 60:.1f} min; final loss (mean of the last 200 "
           f"steps) {np.mean(losses[-200:]):.4f}; saved {args.output}", flush=True)

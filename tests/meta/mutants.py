@@ -96,8 +96,8 @@ MUTANTS = {
     "train: gradients never zeroed": ("training_loop", [("optimizer.zero_grad(set_to_none=True)\n", "")]),
     "train: no optimizer step": ("training_loop", [("        optimizer.step()\n        ### END SOLUTION", "        ### END SOLUTION")]),
     "train: data rescaled to [0, 1]": ("training_loop", [
-        ("with autocast():\n            loss = diffusion_loss(diffusion, model, x0)",
-         "x0 = (x0 + 1) / 2\n        with autocast():\n            loss = diffusion_loss(diffusion, model, x0)")]),
+        ("with autocast():\n            loss = loss_fn(diffusion, model, x0)",
+         "x0 = (x0 + 1) / 2\n        with autocast():\n            loss = loss_fn(diffusion, model, x0)")]),
     # in-painting
     "inpaint: mask inverted": ("inpainting", [
         ("torch.where(mask_known.bool(), x_known, x_unknown)", "torch.where(mask_known.bool(), x_unknown, x_known)")]),
