@@ -5,7 +5,12 @@ training images/s (forward, loss, backward, optimizer step and EMA update of the
 float32 and in bfloat16 autocast, the achieved GFLOP/s against a measured matmul ceiling, and the seconds to draw
 64 images with the 1000-step sampler. Medians over --repeats runs, with the range.
 
+--epoch times one epoch of the notebook's train() with its defaults (the GPU check: `make gpu-check`).
 --sweep adds the quality and time of DDIM with 10-100 steps against Algorithm 2 on the reference model.
+--objective runs the notebook's section 9 (L_simple against the weighted variational bound, the same number of
+steps each), scores 256 samples of each and saves data/ablation.pt, which the notebook shows.
+--guidance scores section 10's conditional model (data/ddpm_mnist_cond.pt): for each guidance weight, how often
+the classifier reads the digit that was asked for.
 
 --quality adds the time to quality (about two hours on 2 cores): each model is trained for --minutes in its faster
 precision, its averaged weights are saved every few minutes of training, and each snapshot is sampled with the
@@ -217,6 +222,83 @@ def sampler_sweep(ns):
     return rows
 
 
+def epoch_time(ns):
+    "One epoch of the notebook's train() with its own defaults (batch size, precision), timed: the GPU check."
+    images, _ = ns["load_images"](train=True)
+    use_bf16 = ns["bf16_supported"](DEVICE)
+    torch.manual_seed(0)
+    model = ns["UNet"]().to(DEVICE)
+    diffusion = ns["Diffusion"]().to(DEVICE)
+    ns["train"](model, diffusion, images, max_steps=5, use_bf16=use_bf16, progress=False)   # warm-up
+    sync()
+    start = time.perf_counter()
+    _, losses = ns["train"](model, diffusion, images, epochs=1, use_bf16=use_bf16, progress=False)
+    sync()
+    seconds = time.perf_counter() - start
+    batch = len(images) // len(losses)
+    return {"precision": "bfloat16" if use_bf16 else "float32", "batch_size": batch, "steps": len(losses),
+            "seconds": seconds, "images_per_s": len(losses) * batch / seconds, "minutes_for_20_epochs": 20 * seconds / 60}
+
+
+def objective(ns, steps):
+    "Section 9 of the notebook with 256 samples per objective, scored; saves what the notebook shows."
+    images, _ = ns["load_images"](train=True)
+    classifier, test_features = quality.load_classifier(), tsq.mnist_test_features()
+    use_bf16 = ns["bf16_supported"](DEVICE)
+    start = time.time()
+    results = ns["compare_objectives"](ns["Diffusion"]().to(DEVICE), images, steps, n_samples=256, use_bf16=use_bf16,
+                                       progress=False)
+    rows, saved = [], {}
+    for name, r in results.items():
+        s = quality.statistics(classifier, r["samples"], test_features)
+        rows.append({"objective": name, "steps": steps, "fid_256": s["fid"], "confidence": s["confidence"],
+                     "max_class_fraction": s["max_class_fraction"]})
+        saved[name] = {"samples": r["samples"][:64].half(), "losses": r["losses"], "fid": s["fid"]}
+        print("  " + json.dumps(rows[-1]), flush=True)
+    torch.save(saved, ROOT / "data" / "ablation.pt")
+    return {"minutes": (time.time() - start) / 60, "rows": rows}
+
+
+@torch.no_grad()
+def guidance(ns, weights=(0.0, 1.0, 2.0, 4.0), per_digit=50):
+    "Section 10's conditional model: per guidance weight, the classifier's agreement with the requested digits."
+    model, _ = ns["load_checkpoint"](str(ROOT / "data" / "ddpm_mnist_cond.pt"), DEVICE)
+    classifier, test_features = quality.load_classifier(), tsq.mnist_test_features()
+    use_bf16 = ns["bf16_supported"](DEVICE)
+    diffusion = ns["Diffusion"]().to(DEVICE)
+    labels = torch.arange(10, device=DEVICE).repeat_interleave(per_digit)
+    rows = []
+    for w in weights:
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=use_bf16):
+            x = ns["ddim_sample"](diffusion, ns["Guided"](model, diffusion, labels, w), (len(labels), 1, 28, 28), 50,
+                                  torch.Generator().manual_seed(0)).float().cpu()
+        feats, probs = quality.embed(classifier, x)
+        rows.append({"w": w, "samples": len(labels),
+                     "accuracy": (probs.argmax(1) == labels.cpu()).float().mean().item(),
+                     "confidence": probs.max(1).values.mean().item(),
+                     "fid": quality.frechet_distance(feats, test_features)})
+        print("  " + json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def plot_sweep(rows, path):
+    "Frechet distance and seconds against the number of network calls, DDIM and Algorithm 2: bench/sampler_sweep.png."
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key, label in zip(axes, ("fid_256", "seconds_256"), ("Frechet distance (256 samples)", "seconds for 256 samples")):
+        for sampler, marker in (("DDIM", "o-"), ("Algorithm 2", "s")):
+            mine = [r for r in rows if r["sampler"] == sampler]
+            ax.plot([r["steps"] for r in mine], [r[key] for r in mine], marker, label=sampler)
+        ax.set(xscale="log", xlabel="network calls (steps)", ylabel=label)
+        ax.legend()
+    axes[1].set_yscale("log")
+    fig.suptitle("Sampling the reference model: quality and cost against the number of steps")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def fmt(r, digits=1):
     return f"{r['median']:.{digits}f} ({r['min']:.{digits}f}-{r['max']:.{digits}f})"
 
@@ -267,6 +349,27 @@ def markdown(results):
                   "| sampler | steps | seconds | Frechet distance (256) | confidence |", "|---|---|---|---|---|"]
         lines += [f"| {r['sampler']} | {r['steps']} | {r['seconds_256']:.0f} | {r['fid_256']:.1f} | {r['confidence']:.3f} |"
                   for r in sweep]
+        lines += ["", "![quality and time against steps](sampler_sweep.png)"]
+    obj = results.get("objective")
+    if obj:
+        lines += ["", "## The objective (notebook section 9; 256 samples, 50-step DDIM)", "",
+                  "| objective | training steps | Frechet distance (256) | confidence | largest class |", "|---|---|---|---|---|"]
+        lines += [f"| {r['objective']} | {r['steps']} | {r['fid_256']:.1f} | {r['confidence']:.3f} | "
+                  f"{r['max_class_fraction']:.3f} |" for r in obj["rows"]]
+    guided = results.get("guidance")
+    if guided:
+        lines += ["", "## Classifier-free guidance (notebook section 10; 50-step DDIM)", "",
+                  "| guidance weight w | samples | classifier agrees with the requested digit | confidence | "
+                  "Frechet distance |", "|---|---|---|---|---|"]
+        lines += [f"| {r['w']:g} | {r['samples']} | {r['accuracy']:.3f} | {r['confidence']:.3f} | {r['fid']:.1f} |"
+                  for r in guided]
+    for key, title in (("epoch", "One epoch of train() with the notebook's defaults"),
+                       ("gpu_epoch", "One epoch of train() on the GPU")):
+        e = results.get(key)
+        if e:
+            lines += ["", f"## {title}", "", f"{e['steps']} steps of {e['batch_size']} images in {e['precision']}: "
+                      f"{e['seconds']:.0f} s, {e['images_per_s']:.0f} images/s; 20 epochs would take "
+                      f"{e['minutes_for_20_epochs']:.1f} min."]
     gpu = results.get("gpu")
     if gpu:
         lines += ["", "## On a GPU", "", "```", json.dumps(gpu, indent=1), "```"]
@@ -281,7 +384,11 @@ def main():
     parser.add_argument("--sampling-steps", type=int, default=100, help="sampler steps per timed run")
     parser.add_argument("--full-sampling", action="store_true", help="also time one whole 1000-step run of our sampler")
     parser.add_argument("--quality", action="store_true", help="also measure the time to quality (hours)")
+    parser.add_argument("--epoch", action="store_true", help="time one epoch of the notebook's train()")
     parser.add_argument("--sweep", action="store_true", help="quality and time of DDIM (10-100 steps) and Algorithm 2")
+    parser.add_argument("--objective", type=int, nargs="?", const=0, metavar="STEPS",
+                        help="L_simple against the weighted bound, STEPS training steps each (default: the notebook's)")
+    parser.add_argument("--guidance", action="store_true", help="score the conditional model of `make train-conditional`")
     parser.add_argument("--skip-speed", action="store_true", help="keep the speed figures of bench/results.json")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="for --quality")
     parser.add_argument("--minutes", type=float, default=30)
@@ -290,7 +397,7 @@ def main():
     parser.add_argument("--snapshot-every-diffusers", type=float, default=600, help="seconds of training (diffusers)")
     args = parser.parse_args()
 
-    ns = load(REFERENCE, extra=("helpers",))
+    ns = load(REFERENCE, extra=("helpers", "objective", "guidance"))
     DEVICE = ns["get_device"]()
     OUT.mkdir(exist_ok=True)
     path = OUT / "results.json"
@@ -298,8 +405,15 @@ def main():
     key = "gpu" if DEVICE.type == "cuda" else "speed"
     if not args.skip_speed:
         results[key] = speed(ns, args)
+    if args.epoch:
+        results["gpu_epoch" if DEVICE.type == "cuda" else "epoch"] = epoch_time(ns)
     if args.sweep:
         results["sampler_sweep"] = sampler_sweep(ns)
+        plot_sweep(results["sampler_sweep"], OUT / "sampler_sweep.png")
+    if args.objective is not None:
+        results["objective"] = objective(ns, args.objective or ns["ABLATION_STEPS"])
+    if args.guidance:
+        results["guidance"] = guidance(ns)
     if args.quality:
         precision_of = {n: m["precision"] for n, m in results["speed"]["models"].items()}
         results["quality"] = time_to_quality(ns, args, precision_of, results.get("quality", {}))

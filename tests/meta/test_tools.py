@@ -19,7 +19,6 @@ def test_snapshots_and_budget(tmp_path):
     ema, log = training.run(ns, model, images, use_bf16=False, epochs=1000, minutes=2 / 60, snapshot_every=0.5,
                             snapshot_dir=tmp_path / "snaps", output=tmp_path / "final.pt")
     assert ns["train"].__globals__["EMA"] is ns["EMA"], "the notebook's EMA must be restored after the run"
-    assert ns["train"].__globals__["diffusion_loss"] is ns["diffusion_loss"]
     assert len(log["losses"]) == log["steps"] and all(isinstance(v, float) for v in log["losses"])
     assert log["seconds"] >= 2 and log["steps"] < 1000, "the budget, not the epochs, should end the run"
     minutes = [s["minutes"] for s in log["snapshots"]]
@@ -29,6 +28,20 @@ def test_snapshots_and_budget(tmp_path):
     rebuilt, losses = ns["load_checkpoint"](str(tmp_path / "final.pt"))
     assert losses == log["losses"], "a run stopped by its budget keeps its losses"
     assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), ema.state_dict().values()))
+
+
+def test_passes_its_loss_fn_on(tmp_path):
+    ns = load(REFERENCE)
+    calls = []
+
+    def loss_fn(diffusion, model, x0):
+        calls.append(x0.shape)
+        return ns["diffusion_loss"](diffusion, model, x0)
+
+    batch = inspect.signature(ns["train"]).parameters["batch_size"].default
+    _, log = training.run(ns, ns["UNet"](base_channels=8, time_emb_dim=16), torch.rand(2 * batch, 1, 28, 28) * 2 - 1,
+                          use_bf16=False, epochs=1, loss_fn=loss_fn)
+    assert len(calls) == log["steps"] == len(log["losses"]) == 2, "every step's loss comes from the given loss_fn"
 
 
 def test_runs_to_the_end_without_budget(tmp_path):
@@ -56,3 +69,29 @@ def test_benchmark_report_renders():
     assert "| training images/s, float32 | 2.0 (1.0-3.0) | 2.0 (1.0-3.0) | 1.00x |" in text
     assert "| ours | bfloat16 | 30 | 9 | 6.0 | not within 30 |" in text
     assert "| ours | 6.0 | 9 | 0.900 | 0.100 | 50.0 | 30.0 | pass |" in text
+
+
+def test_benchmark_report_renders_the_extensions(tmp_path):
+    sweep = [{"sampler": "DDIM", "steps": 10, "seconds_256": 3.0, "fid_256": 90.0, "confidence": 0.8},
+             {"sampler": "DDIM", "steps": 100, "seconds_256": 30.0, "fid_256": 60.0, "confidence": 0.9},
+             {"sampler": "Algorithm 2", "steps": 1000, "seconds_256": 300.0, "fid_256": 55.0, "confidence": 0.9}]
+    results = {"sampler_sweep": sweep,
+               "objective": {"minutes": 9.0, "rows": [{"objective": "L_simple (eq. 14)", "steps": 2000, "fid_256": 150.0,
+                                                       "confidence": 0.8, "max_class_fraction": 0.15}]},
+               "guidance": [{"w": 4.0, "samples": 500, "accuracy": 0.99, "confidence": 0.97, "fid": 70.0}]}
+    text = bench.markdown(results)
+    assert "| Algorithm 2 | 1000 | 300 | 55.0 | 0.900 |" in text
+    assert "| L_simple (eq. 14) | 2000 | 150.0 | 0.800 | 0.150 |" in text
+    assert "| 4 | 500 | 0.990 | 0.970 | 70.0 |" in text
+    bench.plot_sweep(sweep, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_epoch_time_runs_one_epoch_of_train():
+    ns = dict(load(REFERENCE, extra=("helpers",)))
+    ns["load_images"] = lambda train=True: (torch.rand(96, 1, 28, 28) * 2 - 1, torch.zeros(96, dtype=torch.long))
+    ns["bf16_supported"] = lambda device: False
+    e = bench.epoch_time(ns)
+    batch = inspect.signature(ns["train"]).parameters["batch_size"].default
+    assert e["batch_size"] == batch and e["steps"] == 96 // batch and e["precision"] == "float32"
+    assert e["seconds"] > 0 and abs(e["minutes_for_20_epochs"] - 20 * e["seconds"] / 60) < 1e-9
