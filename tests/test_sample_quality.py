@@ -3,7 +3,7 @@
 The submission's UNet class is rebuilt from its checkpoint (data/ddpm_mnist.pt next to the notebook, or
 --checkpoint) and sampled with the grader's own sampler, so this grades the training, not the sampler.
 On a CPU: 256 digits with 100-step DDIM. On a GPU: 2,000 digits with the full 1000-step sampler of Algorithm 2.
-The thresholds are calibrated in tests/meta/calibration.md.
+The thresholds are calibrated in tests/calibration.md.
 """
 import functools
 from pathlib import Path
