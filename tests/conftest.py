@@ -3,11 +3,15 @@
 Each test module grades one part (its PART) and gets `ns`: the names that part's cell defines, run on top of the
 reference solution's other parts. tests/meta checks the project itself and is skipped when grading a submission.
 
-Two guards keep one bad part from costing more than its own points: a part whose check timed out, or whose code
-changed torch, Python's builtins or the grader, fails its remaining checks at once instead of running them.
+Each check may compute for --cpu-timeout seconds of CPU time (a module's CPU_SECONDS overrides it): CPU time, not
+wall-clock time, so that a busy machine never fails a check while an endless loop does. Two guards keep one bad
+part from costing more than its own points: a part whose check ran out of time, or whose code changed torch,
+Python's builtins or the grader, fails its remaining checks at once instead of running them. tests/runner.py
+runs each part in a process of its own, so nothing a part does can reach another.
 """
 import builtins
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,7 @@ import torch.nn.functional as F
 
 import grader
 import reference
-from grader import REFERENCE, SubmissionError, load
+from grader import REFERENCE, Unloadable
 
 _spoiled = {}  # part -> why its remaining checks fail at once
 _results = {}  # nodeid -> points, max, message (for --results)
@@ -27,11 +31,11 @@ _results = {}  # nodeid -> points, max, message (for --results)
 def pytest_addoption(parser):
     parser.addoption("--notebook", default=None, help="the notebook to grade (default: solution.ipynb)")
     parser.addoption("--checkpoint", default=None, help="its trained model (default: data/ddpm_mnist.pt beside it)")
-    parser.addoption("--results", default=None, help="write each test's points and message to this JSON file")
+    parser.addoption("--results", default=None, help="write each test's outcome and message to this JSON file")
+    parser.addoption("--cpu-timeout", type=float, default=None, help="CPU seconds per check (default: no limit)")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "points(n): how many points the test is worth (default 1)")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped without one")
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -41,31 +45,37 @@ def pytest_ignore_collect(collection_path, config):
         return True
 
 
-def pytest_collection_modifyitems(items):
+_collected = []  # nodeids of the checks, written before any submitted code runs
+
+
+def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu") and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="no CUDA GPU here"))
+    _collected[:] = [item.nodeid for item in items]
+    _write_results(config)
+
+
+TIMED_OUT = "did not finish within its CPU time"
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     part = getattr(item.module, "PART", None)
-    if part and report.failed and "Timeout" in str(report.longrepr):
+    if part and report.failed and ("Timeout" in str(report.longrepr) or TIMED_OUT in str(report.longrepr)):
         _spoiled.setdefault(part, "an earlier check of this part did not finish in time")
-    marker = item.get_closest_marker("points")
     result = _results.setdefault(item.nodeid, {
-        "test": item.nodeid.split("::", 1)[-1], "part": Path(str(item.fspath)).stem.removeprefix("test_"),
+        "test": item.nodeid.split("::", 1)[-1],
         "part_title": (item.module.__doc__ or "").strip().splitlines()[0] if item.module.__doc__ else "",
-        "checked": checked(item), "points": 0, "max": marker.args[0] if marker else 1, "outcome": "passed",
-        "message": ""})
-    if result["outcome"] == "passed" and (report.failed or report.skipped):
+        "checked": checked(item), "outcome": "running", "message": ""})
+    if result["outcome"] in ("running", "passed") and (report.failed or report.skipped):
         crash = getattr(report.longrepr, "reprcrash", None)
         result["outcome"] = "failed" if report.failed else "skipped"
         result["message"] = crash.message if crash else str(report.longrepr[-1] if report.skipped else report.longrepr)
     if call.when == "teardown":
-        result["max"] = 0 if result["outcome"] == "skipped" else result["max"]   # e.g. GPU checks on a CPU
-        result["points"] = result["max"] if result["outcome"] == "passed" else 0
+        result["outcome"] = "passed" if result["outcome"] == "running" else result["outcome"]
+        _write_results(item.config)
     return report
 
 
@@ -78,10 +88,11 @@ def checked(item):
     return words[:1].upper() + words[1:] + "."
 
 
-def pytest_sessionfinish(session):
-    path = session.config.getoption("--results")
+def _write_results(config):
+    """After collection and after each check, so that a part whose process dies keeps what it had finished."""
+    path = config.getoption("--results")
     if path:
-        Path(path).write_text(json.dumps(list(_results.values()), indent=1))
+        Path(path).write_text(json.dumps({"collected": _collected, "results": _results}, indent=1))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -92,15 +103,28 @@ def pytest_runtest_call(item):
         return (yield)
 
 
-class Unloadable(dict):
-    """Stands in for the namespace of a part that could not be loaded: every check of it fails with the reason."""
+@pytest.fixture(autouse=True)
+def cpu_time_limit(request):
+    """Stop a check after its CPU seconds (all threads of the process together). SIGPROF counts CPU time only."""
+    seconds = getattr(request.module, "CPU_SECONDS", None) or request.config.getoption("--cpu-timeout")
+    if not seconds or not hasattr(request.module, "PART"):
+        yield
+        return
 
-    def __init__(self, reason):
-        super().__init__()
-        self.reason = reason
+    def stop(signum, frame):
+        pytest.fail(f"Your code {TIMED_OUT} ({seconds:.0f} s of computing): is there an endless loop?", pytrace=False)
 
-    def __missing__(self, name):
-        raise AssertionError(self.reason)
+    previous = signal.signal(signal.SIGPROF, stop)
+    signal.setitimer(signal.ITIMER_PROF, seconds, 1.0)   # and again each second, should the first stop be caught
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+
+
+def _notebook(config):
+    return str(Path(config.getoption("--notebook") or REFERENCE).resolve())
 
 
 @pytest.fixture
@@ -108,11 +132,18 @@ def ns(request):
     part = request.module.PART
     if part in _spoiled:
         return Unloadable(f"Not run: {_spoiled[part]}.")
-    notebook = request.config.getoption("--notebook") or REFERENCE
-    try:
-        return load(str(Path(notebook).resolve()), part)
-    except SubmissionError as err:
-        return Unloadable(str(err))
+    return grader.namespace(_notebook(request.config), part)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A check of a part runs through grader.run_check: with the reference's other parts, and if it fails there,
+    with the notebook's own earlier cells (so that a student's helper from an earlier part costs nothing)."""
+    if "ns" not in pyfuncitem.funcargs or pyfuncitem.module.PART in _spoiled:
+        return None
+    fixtures = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    grader.run_check(pyfuncitem.obj, _notebook(pyfuncitem.config), pyfuncitem.module.PART, **fixtures)
+    return True
 
 
 @pytest.fixture(autouse=True)

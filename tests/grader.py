@@ -1,9 +1,12 @@
 """Load the graded cells of a notebook by their nbgrader grade_id, and run the checks of a part.
 
-A graded part is one solution cell (grade_id in PARTS). `load(notebook, part)` runs the reference
-notebook's setup cell, then every part in order: the notebook's own cell for `part`, the reference
-solution's cell for the others. A mistake in one part therefore costs the points of that part only.
-Nothing else in the notebook runs: no data loading, no training, no plots.
+The reference notebook is the one source of the parts and their points:
+* CELLS: the solution cells (grade_id), in the notebook's order. `load(notebook, part)` runs the reference
+  notebook's setup cell, then every cell of CELLS in order: the notebook's own cell for `part`, the reference
+  solution's cell for the others. A mistake in one part therefore costs the points of that part only.
+  Nothing else in the notebook runs: no data loading, no training, no plots.
+* PARTS: {part: points}, from the autograded test cells `test_<part>` (their nbgrader points). The checks of a
+  part are the test_* functions of tests/test_<part>.py; the part's points are shared equally among them.
 """
 import contextlib
 import importlib
@@ -17,7 +20,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "solution.ipynb"
 SETUP = "setup"
-PARTS = ("forward_process", "reverse_process", "two_point", "unet", "training_loop", "ddim", "inpainting")
 
 
 class SubmissionError(Exception):
@@ -90,17 +92,18 @@ def _cell(sources, grade_id, notebook):
 _loaded = {}
 
 
-def load(notebook=REFERENCE, part=None, extra=()):
+def load(notebook=REFERENCE, part=None, extra=(), own_earlier=False):
     """A namespace (dict) with the setup and all parts defined: `part` from `notebook`, the rest from the reference.
 
     part=None takes every part from `notebook`. `extra` names further cells of `notebook` to run after the parts.
+    own_earlier=True also takes the cells before `part` from `notebook` (its own helpers, see failed_checks).
     Raises SubmissionError with a student-safe message if a cell is missing, fails or hangs. Results and errors
     are cached, so a broken cell is run (and waited for) once, not once per check.
     """
-    key = (str(notebook), part, tuple(extra))
+    key = (str(notebook), part, tuple(extra), own_earlier)
     if key not in _loaded:
         try:
-            _loaded[key] = _run_cells(notebook, part, tuple(extra))
+            _loaded[key] = _run_cells(notebook, part, tuple(extra), own_earlier)
         except SubmissionError as err:
             _loaded[key] = err
     if isinstance(_loaded[key], SubmissionError):
@@ -108,12 +111,13 @@ def load(notebook=REFERENCE, part=None, extra=()):
     return _loaded[key]
 
 
-def _run_cells(notebook, part, extra):
+def _run_cells(notebook, part, extra, own_earlier):
     own = cells_by_grade_id(notebook)
     namespace = {"__name__": "submission"}
     exec(_cell(REFERENCE_CELLS, SETUP, REFERENCE), namespace)
-    for name in PARTS + extra:
-        mine = part is None or name == part or name in extra
+    earlier = CELLS[:CELLS.index(part)] if own_earlier and part in CELLS else ()
+    for name in CELLS + extra:
+        mine = part is None or name == part or name in extra or name in earlier
         try:
             code = _cell(own, name, notebook) if mine else _cell(REFERENCE_CELLS, name, REFERENCE)
         except SyntaxError as err:
@@ -128,14 +132,58 @@ def _run_cells(notebook, part, extra):
     return Namespace(namespace)
 
 
-def failed_checks(part, namespace):
-    """Run every check of `part` (the test_* functions of tests/test_<part>.py) on a namespace; return the failures."""
+class Unloadable(dict):
+    """Stands in for the namespace of a part that could not be loaded: every check of it fails with the reason."""
+
+    def __init__(self, reason):
+        super().__init__()
+        self.reason = reason
+
+    def __missing__(self, name):
+        raise AssertionError(self.reason)
+
+
+def namespace(notebook, part, own_earlier=False):
+    """load(), or an Unloadable that fails each check with the student-safe reason."""
+    try:
+        return load(notebook, part, own_earlier=own_earlier)
+    except SubmissionError as err:
+        return Unloadable(str(err))
+
+
+def run_check(check, notebook, part, **fixtures):
+    """Run one check of `part` on the notebook's cell for it, with the reference's cells for the other parts.
+
+    A student may define a helper in an earlier part and use it later (a schedule function, a method of their
+    Diffusion class). If the check fails that way, it runs again with the notebook's own earlier cells, and
+    passes if it passes there: a mistake in an earlier part then costs that part only, and a helper costs nothing.
+    Only an ordinary exception is retried: a timeout or an exit ends the check."""
+    isolated = fixtures.pop("ns", None)
+    isolated = namespace(notebook, part) if isolated is None else isolated
+    try:
+        with untrusted():
+            return check(ns=isolated, **fixtures)
+    except Exception as first:
+        if part not in CELLS or CELLS.index(part) == 0:
+            raise
+        chained = namespace(notebook, part, own_earlier=True)
+        if isinstance(chained, Unloadable):
+            raise
+        try:
+            with untrusted():
+                return check(ns=chained, **fixtures)
+        except Exception as second:
+            missing = isinstance(first, (NameError, AttributeError)) or isinstance(isolated, Unloadable)
+            raise (second if missing else first) from None
+
+
+def failed_checks(part, notebook):
+    """Run every check of `part` (the test_* functions of tests/test_<part>.py) on a notebook; return the failures."""
     module = importlib.import_module(f"test_{part}")
     failures = []
     for name in sorted(n for n in dir(module) if n.startswith("test_")):
         try:
-            with untrusted():
-                getattr(module, name)(namespace)
+            run_check(getattr(module, name), str(notebook), part)
         except pytest.skip.Exception:
             continue
         except Exception as err:
@@ -143,12 +191,17 @@ def failed_checks(part, namespace):
     return failures
 
 
-def run_checks(part, namespace):
-    """What the hidden test cells of the notebook call (on globals()), so nbgrader and pytest grade alike."""
-    failures = failed_checks(part, Namespace(namespace))
-    if failures:
-        raise AssertionError(f"{len(failures)} hidden checks of {part} failed:\n" + "\n".join(failures))
-    print(f"The hidden checks of {part} passed.")
+def _parts(notebook):
+    """CELLS (solution cells in order) and PARTS ({part: points} of the test cells) of the reference notebook."""
+    cells, parts = [], {}
+    for cell in json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") == "code" and meta.get("solution") and meta.get("grade_id"):
+            cells.append(meta["grade_id"])
+        if meta.get("grade") and str(meta.get("grade_id", "")).startswith("test_"):
+            parts[meta["grade_id"].removeprefix("test_")] = float(meta["points"])
+    return tuple(cells), parts
 
 
 REFERENCE_CELLS = cells_by_grade_id(REFERENCE)  # read once, before any submitted code runs
+CELLS, PARTS = _parts(REFERENCE)

@@ -15,7 +15,8 @@ import quality
 import reference as ref
 from grader import REFERENCE, SubmissionError, load
 
-PART = "unet"
+PART = "sample_quality"   # its own part, with the notebook's U-Net cell (the model is rebuilt with it)
+CPU_SECONDS = 900         # sampling is the longest check: 256 digits x 100 steps take about 100 s of one core
 CPU = {"n": 256, "steps": 100}
 GPU = {"n": 2000, "steps": 1000}
 # confidence and class fraction: the reference model gives 0.88-0.92 and <= 0.18, a model after 400 training steps
@@ -76,18 +77,30 @@ def mnist_test_features():
 @functools.lru_cache(maxsize=None)
 def statistics(notebook, checkpoint, on_gpu):
     device = torch.device("cuda" if on_gpu else "cpu")
-    model = load_model(load(notebook, PART), checkpoint_of(notebook, checkpoint), device)
+    try:
+        model = load_model(load(notebook, "unet"), checkpoint_of(notebook, checkpoint), device)
+    except SubmissionError:   # perhaps the U-Net uses a helper of an earlier cell: try with the notebook's own
+        model = load_model(load(notebook, "unet", own_earlier=True), checkpoint_of(notebook, checkpoint), device)
     setting = GPU if on_gpu else CPU
     return quality.statistics(quality.load_classifier(), sample(model, device, **setting), mnist_test_features())
 
 
-@pytest.fixture(scope="module", params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
-def stats(request):
-    notebook = str(Path(request.config.getoption("--notebook") or REFERENCE).resolve())
-    try:
-        return request.param, statistics(notebook, request.config.getoption("--checkpoint"), request.param == "gpu")
-    except SubmissionError as err:
-        return request.param, err
+_failed = {}  # a model that could not be loaded or sampled in time is tried once, not once per check
+
+
+@pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def stats(request):   # per check, so that the sampling runs under the check's CPU limit; statistics() is cached
+    key = (str(Path(request.config.getoption("--notebook") or REFERENCE).resolve()),
+           request.config.getoption("--checkpoint"), request.param == "gpu")
+    if key not in _failed:
+        try:
+            return request.param, statistics(*key)
+        except SubmissionError as err:
+            _failed[key] = err
+        except pytest.fail.Exception:
+            _failed[key] = SubmissionError("Sampling your model did not finish in time: is there an endless loop?")
+            raise
+    return request.param, _failed[key]
 
 
 def _measured(stats):
