@@ -50,8 +50,13 @@ def test_visits_the_given_steps(ns):
 
 def test_matches_the_graders_sampler(ns):
     """Same seed, same images as an independent DDIM sampler (the only noise is x_{T-1})."""
-    model = ref.GaussianDenoiser(0.5)
-    out = ns["ddim_sample"](ns["Diffusion"](), model, (3, 1, 8, 8), num_steps=50, generator=torch.Generator().manual_seed(4))
+    model, calls = ref.GaussianDenoiser(0.5), []
+    counting = lambda x_t, t: calls.append(int(t[0])) or model(x_t, t)  # noqa: E731
+    out = ns["ddim_sample"](ns["Diffusion"](), counting, (3, 1, 8, 8), num_steps=50, generator=torch.Generator().manual_seed(4))
     want = quality.ddim_sample(ref.schedule()[2], model, (3, 1, 8, 8), 50, torch.Generator().manual_seed(4))
+    steps = torch.linspace(ref.T - 1, 0, 50).round().long().tolist()
+    assert calls == steps, (f"ddim_sample(num_steps=50) called the model {len(calls)} times; it should call it once at "
+                            "each of the 50 given steps, jumping from each straight to the next.")
     assert torch.allclose(out.double(), want.double(), atol=1e-4), \
-        "ddim_sample should draw x_{T-1} with randn(x_shape, generator, device) and draw nothing else."
+        "the images differ from an independent DDIM sampler with the same seed: ddim_sample should start from " \
+        "x_{T-1} = randn(x_shape, generator, device), draw nothing else, and end with the jump to t_prev = -1."

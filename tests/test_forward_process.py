@@ -47,8 +47,31 @@ def test_forward_mixed_t_golden(ns):
     t = torch.tensor([0, 1, 250, 500, 998, 999])
     x_t = d(x0, t, noise)
     assert x_t.shape == x0.shape, "forward should return x_t with the shape of x0."
-    assert torch.allclose(x_t.double(), ref.q_sample(x0, t, noise), atol=1e-5), \
-        "forward(x0, t, noise) does not match eq. 4 for a batch with a different t per image."
+    if not torch.allclose(x_t.double(), ref.q_sample(x0, t, noise), atol=1e-5):
+        signal = d(x0, t, torch.zeros_like(x0)).double() / x0.double()      # (B, 1, 28, 28): the factor of x0
+        spread = d(torch.zeros_like(x0), t, noise).double() / noise.double()  # the factor of the noise
+        raise AssertionError("forward(x0, t, noise) does not match eq. 4 for a batch with a different t per image: "
+                             + _diagnose("x0", "sqrt(abar_t)", signal, t, lambda a: a.sqrt())
+                             + _diagnose("the noise", "sqrt(1 - abar_t)", spread, t, lambda a: (1 - a).sqrt()))
+
+
+def _diagnose(term, right, factor, t, of_abar):
+    """Which known slip a per-image factor matches, in words (empty if it is right)."""
+    betas, alphas, abar, _ = ref.schedule()
+    got = factor.flatten(1).median(dim=1).values                    # one factor per image
+    if torch.allclose(got, of_abar(abar[t]), rtol=1e-4, atol=1e-6):
+        return ""
+    slips = {"alphas where alphas_cumprod belongs": of_abar(alphas[t]),
+             "no square root": of_abar(abar[t]) ** 2,
+             "the step t + 1 instead of t": of_abar(abar[(t + 1).clamp(max=ref.T - 1)]),
+             "the step t - 1 instead of t": of_abar(torch.cat([torch.ones(1, dtype=torch.float64), abar])[t]),
+             "the first image's t for the whole batch": of_abar(abar[t[:1]]).expand(len(t))}
+    for slip, value in slips.items():
+        if torch.allclose(got, value, rtol=1e-4, atol=1e-6):
+            return f"the factor of {term} looks like {slip} (it should be {right}). "
+    if not torch.isfinite(got).all() or (factor.std(dim=(1, 2, 3)) > 1e-4).any():
+        return f"x_t is not {right} times {term} plus the other term: is {term} used as given? "
+    return f"the factor of {term} should be {right}, each image with its own t. "
 
 
 def test_forward_draws_standard_noise(ns):

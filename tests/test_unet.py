@@ -33,9 +33,19 @@ def test_arguments(ns):
     assert large > 2 * small, "base_channels should set the width of the network."
 
 
+def _awake(model):
+    """The model with every all-zero parameter given small random values: a zero-initialised output layer (a
+    correct and common practice) makes a fresh network's output constant, which says nothing about its wiring."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
+    return model
+
+
 def test_depends_on_t_and_x(ns):
     """The output depends on both x_t and t."""
-    model = _model(ns)
+    model = _awake(_model(ns))
     x = torch.randn(2, 1, 28, 28)
     t = torch.tensor([3, 3])
     assert not torch.allclose(model(x, t), model(x, torch.tensor([600, 600])), atol=1e-6), \
@@ -68,7 +78,8 @@ def _record(model, x, t):
         def wrapped(tensors, dim=0, *args, **kwargs):
             out = fn(tensors, dim, *args, **kwargs)
             if out.dim() == 4 and dim in (1, -3) and len(tensors) >= 2:
-                cats.append((out.shape[-1], [x.shape[1] for x in tensors], out.shape[1]))
+                same = any(a.shape == b.shape and torch.equal(a, b) for i, a in enumerate(tensors) for b in tensors[i + 1:])
+                cats.append((out.shape[-1], [x.shape[1] for x in tensors], out.shape[1], same))
             return out
         return wrapped
 
@@ -87,13 +98,16 @@ def _record(model, x, t):
 
 
 def test_skips_are_concatenated(ns):
-    """Skip connections are concatenated (torch.cat along channels) at two or more resolutions."""
-    model = _model(ns)
+    """Skip connections are concatenated (torch.cat along channels) at every resolution of the network."""
+    model = _awake(_model(ns))
     cats, seen = _record(model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]))
-    resolutions = {width for width, _, _ in cats}
-    assert len(resolutions) >= 2, \
-        "the decoder should concatenate skip connections (torch.cat([h, skip], dim=1)) at two or more resolutions."
-    for width, parts, total in cats:
+    assert cats, "the decoder should concatenate skip connections (torch.cat([h, skip], dim=1)); no concatenation was seen."
+    missing = sorted({width for width, _ in seen} - {width for width, _, _, _ in cats}, reverse=True)
+    assert not missing, (f"the network runs convolutions at {', '.join(map(str, missing))} pixels but concatenates no "
+                         "skip connection there: the decoder should concatenate an encoder feature map at every resolution.")
+    for width, parts, total, same in cats:
+        assert not same, (f"at {width} pixels a feature map is concatenated with itself: the skip should come from "
+                          "the encoder (before the middle block), not be the decoder's own h.")
         assert (width, total) in seen, \
             "a decoder block should take the concatenated feature maps as its input (more channels than either part)."
 

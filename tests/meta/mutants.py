@@ -135,6 +135,29 @@ MUTANTS = {
     "ddim: new noise at every step": ("ddim", [
         ("x = ddim_step(diffusion, model, x, t, torch.full_like(t, prev))",
          "x = ddim_step(diffusion, model, x, t, torch.full_like(t, prev)) + 0.01 * randn(x_shape, generator, device)")]),
+    # The independent tester's classes that passed before (skips, coefficients within about 1 %, loss_fn), and more
+    # of the same classes
+    "unet: no skip at 28 pixels (concatenates at 7 and 14 only)": ("unet", [
+        ("ResBlock(chs[1] + chs[0], chs[0], time_emb_dim)])  # cat([h, s1])", "ResBlock(chs[1], chs[0], time_emb_dim)])"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], dim=1) if i < 2 else h, t_emb)")]),
+    "unet: no skip at 7 pixels (concatenates at 14 and 28 only)": ("unet", [
+        ("ResBlock(chs[2] + chs[2], chs[2], time_emb_dim),   # cat([h, s3])", "ResBlock(chs[2], chs[2], time_emb_dim),"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)",
+         "h = block(h if i == 0 else torch.cat([h, skips.pop()], dim=1), t_emb)"),
+        ("skips.append(h)  ", "skips.append(h) if i < 2 else None  ")]),
+    "unet: 7-pixel skip taken after the middle block": ("unet", [
+        ("h = self.mid_block(h, t_emb)  ", "h = self.mid_block(h, t_emb); skips[-1] = h  ")]),
+    "posterior: sqrt(abar_t) for sqrt(abar_{t-1}) in the mean": ("reverse_process", [
+        ("mean = (abar_prev.sqrt() * beta / (1 - abar)) * x0", "mean = (abar.sqrt() * beta / (1 - abar)) * x0")]),
+    "posterior: (1 - abar_t) for (1 - abar_{t-1}) in the x_t coefficient": ("reverse_process", [
+        ("(alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x_t", "(alpha.sqrt() * (1 - abar) / (1 - abar)) * x_t")]),
+    "ddim: abar_{t_prev - 1} for abar_{t_prev}": ("ddim", [
+        ("diffusion.alphas_cumprod[t_prev.clamp(min=0)], 1.0)", "diffusion.alphas_cumprod_prev[t_prev.clamp(min=0)], 1.0)")]),
+    "train: ignores its loss_fn": ("training_loop", [
+        ("loss = loss_fn(diffusion, model, x0)", "loss = diffusion_loss(diffusion, model, x0)")]),
+    "train: zero_grad only once, before the loop": ("training_loop", [
+        ("optimizer.zero_grad(set_to_none=True)\n        loss.backward()", "loss.backward()"),
+        ("    losses = []\n    model.train()", "    losses = []\n    optimizer.zero_grad()\n    model.train()")]),
 }
 
 CORRECT = {
@@ -183,4 +206,24 @@ CORRECT = {
     "in-painting with a float mask": ("inpainting", [
         ("return torch.where(mask_known.bool(), x_known, x_unknown)",
          "m = mask_known.to(x_t.dtype)\n    return m * x_known + (1 - m) * x_unknown")]),
+    # practices that the checks once refused (issue: correct work never loses a point)
+    "training step with gradient clipping": ("training_loop", [
+        ("loss.backward()\n        optimizer.step()",
+         "loss.backward()\n        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n        optimizer.step()")]),
+    "training step with value clipping and model.zero_grad()": ("training_loop", [
+        ("optimizer.zero_grad(set_to_none=True)\n        loss.backward()\n        optimizer.step()",
+         "model.zero_grad()\n        loss.backward()\n        torch.nn.utils.clip_grad_value_(model.parameters(), 0.05)\n"
+         "        optimizer.step()")]),
+    "U-Net with zero-initialised output and residual convolutions": ("unet", [
+        ("self.label_emb = nn.Embedding(num_classes + 1, time_emb_dim) if num_classes else None",
+         "self.label_emb = nn.Embedding(num_classes + 1, time_emb_dim) if num_classes else None\n"
+         "        for conv in [self.conv_out] + [b.conv2 for b in [*self.down_blocks, self.mid_block, *self.up_blocks]]:\n"
+         "            nn.init.zeros_(conv.weight)\n            nn.init.zeros_(conv.bias)")]),
+    "samplers under inference_mode, printing, warning and with progress bars always on": ("reverse_process", [
+        ("for step in tqdm(range(self.num_timesteps - 1, -1, -1), desc=\"sampling\", disable=not progress):",
+         "print('sampling', x_shape)\n        import sys, warnings\n        warnings.warn('sampling takes a while')\n"
+         "        print('starting', file=sys.stderr)\n"
+         "        for step in tqdm(range(self.num_timesteps - 1, -1, -1), desc=\"sampling\"):"),
+        ("x = self.p_sample_step(model, x, t, noise=randn(x_shape, generator, device))",
+         "with torch.inference_mode():\n                x = self.p_sample_step(model, x, torch.tensor(t), noise=randn(x_shape, generator, device))")]),
 }

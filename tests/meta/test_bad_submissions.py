@@ -63,12 +63,12 @@ def test_broken_part_fails_with_a_message_and_the_others_pass(name, tmp_path):
     part, edit, message = IN_PROCESS[name]
     notebook = str(variant(tmp_path, "s", part, edit))
     try:
-        failures = failed_checks(part, load(notebook, part))
+        failures = failed_checks(part, notebook)
     except SubmissionError as err:
         failures = [str(err)]
     assert failures and any(message in f for f in failures), failures
     other = "inpainting" if part != "inpainting" else "forward_process"
-    assert failed_checks(other, load(notebook, other)) == [], f"{name} in {part} should not cost points in {other}"
+    assert failed_checks(other, notebook) == [], f"{name} in {part} should not cost points in {other}"
 
 
 def test_hangs_and_tampering_are_contained(tmp_path):
@@ -109,4 +109,4 @@ def test_edited_locked_cells_and_deleted_test_cells_change_nothing(tmp_path):
         cells[:] = [c for c in cells if not c["metadata"].get("nbgrader", {}).get("grade")]
     notebook = str(variant(tmp_path, "s", "unet", edit))
     for part in ("forward_process", "unet", "inpainting"):
-        assert failed_checks(part, load(notebook, part)) == [], part
+        assert failed_checks(part, notebook) == [], part

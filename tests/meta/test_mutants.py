@@ -22,7 +22,7 @@ def _variant(tmp_path, part, edits):
 
 def _grade(tmp_path, part, edits):
     try:
-        return failed_checks(part, load(_variant(tmp_path, part, edits), part))
+        return failed_checks(part, _variant(tmp_path, part, edits))
     except SubmissionError as err:
         return [str(err)]
 
