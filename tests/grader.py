@@ -125,8 +125,11 @@ def _run_cells(notebook, part, extra, own_earlier):
         try:
             with untrusted():
                 exec(code, namespace)
-        except pytest.fail.Exception:  # pytest-timeout interrupts a cell that runs too long
+        except pytest.fail.Exception:  # a time limit interrupts a cell that runs too long
             raise SubmissionError(f"Your cell '{name}' did not finish in time: is there an endless loop?") from None
+        except (SystemExit, KeyboardInterrupt) as err:
+            raise SubmissionError(f"Running your cell '{name}' raised {type(err).__name__}: a graded cell should only "
+                                  "define things, not stop the program.") from None
         except Exception as err:
             raise SubmissionError(f"Running your cell '{name}' raised {type(err).__name__}: {err}") from None
     return Namespace(namespace)
@@ -162,7 +165,7 @@ def run_check(check, notebook, part, **fixtures):
     isolated = namespace(notebook, part) if isolated is None else isolated
     try:
         with untrusted():
-            return check(ns=isolated, **fixtures)
+            return _stopped_is_failed(check, isolated, fixtures)
     except Exception as first:
         if part not in CELLS or CELLS.index(part) == 0:
             raise
@@ -171,10 +174,17 @@ def run_check(check, notebook, part, **fixtures):
             raise
         try:
             with untrusted():
-                return check(ns=chained, **fixtures)
+                return _stopped_is_failed(check, chained, fixtures)
         except Exception as second:
             missing = isinstance(first, (NameError, AttributeError)) or isinstance(isolated, Unloadable)
             raise (second if missing else first) from None
+
+
+def _stopped_is_failed(check, ns, fixtures):
+    try:
+        return check(ns=ns, **fixtures)
+    except (SystemExit, KeyboardInterrupt) as err:   # raised by the submitted code the check called
+        raise AssertionError(f"your code raised {type(err).__name__} while it was checked.") from None
 
 
 def failed_checks(part, notebook):

@@ -1,24 +1,32 @@
 """Grade one notebook part by part, each part in a process of its own. Every grading path goes through here:
 `make grade` (tools/grade.py), nbgrader autograde (autograde.py) and `python tests/runner.py NOTEBOOK`.
 
-The parent imports torch and pytest once, then forks one child per part (PARTS, at most `jobs` at a time). A
-child runs that part's checks (`pytest tests/test_<part>.py`) on the submitted cell, in a scratch folder, in a
-process group of its own, with one torch thread and these limits:
+Each part runs its checks (`pytest tests/test_<part>.py`) on the submitted cell in a process of its own, with one
+torch thread, in its own process group, and with these limits:
 
 * CPU seconds per check (conftest.py): only the time the check itself computes counts, so a busy machine
   never fails a check; an endless loop does. Wall-clock limits (per check and per part) are far larger
   backstops for code that sleeps.
 * address space, file size and total CPU time of the process (resource limits).
 
-Whatever a child does (exit, crash, hang, patch torch, leave processes behind) ends with it: it costs that
-part's points only, with a message. The parent turns each part's results into points: the part's points
-times the fraction of its checks passed (checks skipped here, such as GPU checks on a CPU, do not count).
+Where bubblewrap (`bwrap`) is installed, each part's process also runs in a sandbox of its own: the whole file
+system read-only, a private empty /tmp as its only writable place, other submissions (`hide`) out of sight, no
+network, its own process namespace (nothing it starts outlives it) and no capabilities. Without bwrap it says so
+on stderr and falls back to the process isolation alone (DDPM_SANDBOX=none chooses that).
+
+Whatever a part's code does (exit, crash, hang, patch torch, leave processes behind) ends with its process: it
+costs that part's points only, with a message. The parent, which never runs submitted code, turns each part's
+results into points: the part's points times the fraction of its checks passed (checks skipped here, such as GPU
+checks on a CPU, do not count).
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import resource
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -101,42 +109,82 @@ def part_result(part, results_file, status, limits):
     return {"points": round(total * passed / len(counted), 2) if counted else 0.0, "max": total, "checks": checks}
 
 
-def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None):
-    """Grade `notebook` part by part. Returns {"points", "max", "seconds", "parts": {part: {...}}, "checks": [...]}."""
-    import pytest  # noqa: F401  (imported before forking, so that every child starts with it)
-    import torch  # noqa: F401
-    import torch._dynamo  # noqa: F401
+def sandbox():
+    """The bwrap command, or None where there is none (or DDPM_SANDBOX=none)."""
+    if os.environ.get("DDPM_SANDBOX") == "none":
+        return None
+    return shutil.which("bwrap")
 
+
+def _bwrap(bwrap, notebook, checkpoint, hide):
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for folder in hide or ():
+        args += ["--tmpfs", str(folder)]
+    for path in {notebook.parent, *([Path(checkpoint)] if checkpoint and Path(checkpoint).exists() else [])}:
+        args += ["--ro-bind", str(path), str(path)]
+    return args + ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--chdir", "/tmp", "--"]
+
+
+def _run_forked(notebook, part, checkpoint, limits, scratch):
+    """Fork a child for `part`, wait for it (killing its group after the wall limit), return its part_result."""
+    files = (Path(scratch) / f"{part}.json", Path(scratch) / f"{part}.log")
+    pid = os.fork()
+    if pid == 0:
+        _child(notebook, part, checkpoint, *files, limits)
+    started = time.time()
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.time() - started > limits["wall_per_part"]:
+            _kill_group(pid)
+        time.sleep(0.05)
+    _kill_group(pid)                                  # anything it left running in the background
+    return part_result(part, files[0], status, limits)
+
+
+def _run_sandboxed(bwrap, notebook, part, checkpoint, limits, hide):
+    """`runner.py --one-part` inside bwrap; its last line of output is the part's result."""
+    command = _bwrap(bwrap, notebook, checkpoint, hide) + [
+        sys.executable, str(Path(__file__).resolve()), str(notebook), "--one-part", part,
+        "--limits", json.dumps(limits)] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=limits["wall_per_part"] + 60)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return part_result(part, "", 9, limits)       # 9: as if killed (signal 9)
+
+
+def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None, hide=None):
+    """Grade `notebook` part by part. Returns {"points", "max", "seconds", "sandbox", "parts": {...}, "checks": [...]}.
+
+    hide: folders the submitted code must not see (other submissions)."""
     limits = {**LIMITS, **(limits or {})}
     notebook = Path(notebook).resolve()
+    if checkpoint is None:
+        checkpoint = notebook.parent / "data" / "ddpm_mnist.pt"
     parts = [p for p in PARTS if parts is None or p in parts]
     jobs = max(1, jobs or os.cpu_count() or 1)
-    start, results = time.time(), {}
-    with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
-        waiting, running = list(parts), {}
-        while waiting or running:
-            while waiting and len(running) < jobs:
-                part = waiting.pop(0)
-                files = (Path(scratch) / f"{part}.json", Path(scratch) / f"{part}.log")
-                pid = os.fork()
-                if pid == 0:
-                    _child(notebook, part, checkpoint, *files, limits)
-                running[pid] = (part, files, time.time())
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                for pid, (part, files, started) in list(running.items()):
-                    if time.time() - started > limits["wall_per_part"]:
-                        _kill_group(pid)
-                time.sleep(0.05)
-                continue
-            if pid in running:
-                part, files, _ = running.pop(pid)
-                _kill_group(pid)                      # anything it left running in the background
-                results[part] = part_result(part, files[0], status, limits)
+    start, bwrap = time.time(), sandbox()
+    if bwrap:
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            results = dict(zip(parts, pool.map(lambda p: _run_sandboxed(bwrap, notebook, p, checkpoint, limits, hide),
+                                               parts)))
+    else:
+        print("WARNING: bubblewrap (bwrap) is not installed: grading without a sandbox, with process isolation only. "
+              "Install it (Debian: apt-get install bubblewrap) to keep submitted code off the file system and network.",
+              file=sys.stderr)
+        import pytest  # noqa: F401  (imported before forking, so that every child starts with it)
+        import torch  # noqa: F401
+        import torch._dynamo  # noqa: F401
+        with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+                results = dict(zip(parts, pool.map(
+                    lambda p: _run_forked(notebook, p, checkpoint, limits, scratch), parts)))
     ordered = {p: results[p] for p in parts}
     return {"notebook": str(notebook), "points": round(sum(r["points"] for r in ordered.values()), 2),
             "max": sum(r["max"] for r in ordered.values()), "seconds": round(time.time() - start, 1),
-            "parts": ordered, "checks": [c for r in ordered.values() for c in r["checks"]]}
+            "sandbox": bool(bwrap), "parts": ordered, "checks": [c for r in ordered.values() for c in r["checks"]]}
 
 
 def _kill_group(pid):
@@ -153,13 +201,27 @@ def main():
     parser.add_argument("--out", type=Path, help="write the result as JSON here (default: print it)")
     parser.add_argument("--jobs", type=int, help="parts graded at once (default: the number of cores)")
     parser.add_argument("--parts", nargs="*", help="only these parts")
+    parser.add_argument("--hide", nargs="*", type=Path, help="folders the submitted code must not see")
     parser.add_argument("--cpu-per-check", type=float, default=LIMITS["cpu_per_check"])
     parser.add_argument("--wall-per-check", type=float, default=LIMITS["wall_per_check"])
     parser.add_argument("--wall-per-part", type=float, default=LIMITS["wall_per_part"])
+    parser.add_argument("--one-part", help=argparse.SUPPRESS)    # inside the sandbox: grade this part, print it
+    parser.add_argument("--limits", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_part:
+        limits = {**LIMITS, **json.loads(args.limits)}
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)   # PR_SET_DUMPABLE 0: its child cannot reach its output through /proc
+        import pytest  # noqa: F401
+        import torch  # noqa: F401
+        with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
+            result = _run_forked(args.notebook.resolve(), args.one_part, args.checkpoint, limits, scratch)
+        print("\n" + json.dumps(result))
+        return
     limits = {"cpu_per_check": args.cpu_per_check, "wall_per_check": args.wall_per_check,
               "wall_per_part": args.wall_per_part}
-    result = grade(args.notebook, args.checkpoint and args.checkpoint.resolve(), args.jobs, args.parts, limits)
+    result = grade(args.notebook, args.checkpoint and args.checkpoint.resolve(), args.jobs, args.parts, limits,
+                   [h.resolve() for h in args.hide or ()])
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text)

@@ -148,7 +148,7 @@ def evaluate(model, use_bf16, classifier, test_features, good):
     "The grader's verdict on 256 DDIM samples; if it passes, the Frechet distance on 1,024 samples too."
     abar = tsq.ref.schedule()[2]
     with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=use_bf16):
-        first = quality.ddim_sample(abar, model, (256, 1, 28, 28), 100, torch.Generator().manual_seed(0), DEVICE).cpu()
+        first = quality.ddim_sample(abar, model, (256, 1, 28, 28), tsq.CPU["steps"], torch.Generator().manual_seed(0), DEVICE).cpu()
     s = quality.statistics(classifier, first, test_features)
     th = tsq.THRESHOLDS
     out = {"confidence": s["confidence"], "max_class_fraction": s["max_class_fraction"], "fid_256": s["fid"],
@@ -158,7 +158,7 @@ def evaluate(model, use_bf16, classifier, test_features, good):
     # 6.2), so where it exceeds the "good" threshold by more than 25, the 1,024 samples (4 times the cost) are skipped.
     if out["passes"] and s["fid"] <= good + 25:
         with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=use_bf16):
-            rest = quality.ddim_sample(abar, model, (768, 1, 28, 28), 100, torch.Generator().manual_seed(1), DEVICE).cpu()
+            rest = quality.ddim_sample(abar, model, (768, 1, 28, 28), tsq.CPU["steps"], torch.Generator().manual_seed(1), DEVICE).cpu()
         out["fid_1024"] = quality.frechet_distance(quality.embed(classifier, torch.cat([first, rest]))[0], test_features)
     return out
 

@@ -1,6 +1,6 @@
 """Calibrate the sample-quality thresholds of tests/test_sample_quality.py; writes tests/calibration.md.
 
-Measures the grader's CPU setting (256 samples, 100-step DDIM, fixed seeds) on: the reference model over several
+Measures the grader's CPU setting (256 samples, 20-step DDIM, fixed seeds) on: the reference model over several
 seeds, real MNIST training digits (the floor a perfect generator reaches), an untrained U-Net, and the reference
 model after a short training run (an under-trained submission).
 """
@@ -46,7 +46,7 @@ for steps in (400,):
     measure(f"trained {steps} steps", lambda seed: tsq.sample(short, torch.device("cpu"), seed=seed, **tsq.CPU))
 
 lines = ["# Calibration of the sample-quality thresholds", "",
-         "Written by `tools/calibrate.py` (CPU setting of the grader: 256 samples, 100-step DDIM, bfloat16 autocast "
+         "Written by `tools/calibrate.py` (CPU setting of the grader: 256 samples, 20-step DDIM, bfloat16 autocast "
          "where supported, seeds as listed). Thresholds in use: " + str(tsq.THRESHOLDS) + ".", "",
          "| generator | seed | confidence | max class fraction | Frechet distance | seconds |", "|---|---|---|---|---|---|"]
 lines += [f"| {n} | {s} | {c:.3f} | {m:.3f} | {f:.2f} | {t:.0f} |" for n, s, c, m, f, t in rows]

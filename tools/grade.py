@@ -109,10 +109,11 @@ def main():
     parser.add_argument("--parts", nargs="*", help="only these parts")
     args = parser.parse_args()
     args.submissions, args.out = args.submissions.resolve(), args.out.resolve()
-    args.part_jobs = 1 if args.jobs > 1 else (os.cpu_count() or 1)   # never more busy processes than cores
     notebooks = sorted(p for p in args.submissions.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     if not notebooks:
         sys.exit(f"no notebooks under {args.submissions}")
+    args.jobs = max(1, min(args.jobs, len(notebooks)))
+    args.part_jobs = max(1, (os.cpu_count() or 1) // args.jobs)   # never more busy processes than cores
     args.out.mkdir(parents=True, exist_ok=True)
     summaries, start = [], time.time()
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:

@@ -17,7 +17,7 @@ def test_feedback_lists_checks_and_hints(tmp_path):
          "points": 0, "max": 0, "outcome": "skipped", "message": "no CUDA GPU here"}]
     grade.write_feedback({"student": "ada", "points": 1, "max": 2, "checks": checks}, tmp_path / "ada")
     md, page = (tmp_path / "ada.md").read_text(), (tmp_path / "ada.html").read_text()
-    assert "**1 of 2 checks passed.**" in md
+    assert "**1 of 2 points.**" in md
     assert "## Forward process: 1 / 1" in md and "- ✓ The linear schedule." in md
     assert "## Training loop: 0 / 1" in md
     assert "- ✗ The loss is a mean.  \n  **Hint:** the loss should be the MEAN <of> the errors." in md

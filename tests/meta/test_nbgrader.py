@@ -1,6 +1,7 @@
-"""The nbgrader round trip, for real: generate, autograde (the solution gets full marks, the untouched
-assignment zero, without crashing), feedback and export. The checks live outside the course folder and reach
-the hidden test cells through DDPM_GRADER_DIR."""
+"""The nbgrader round trip, for real, with the course's nbgrader_config.py: generate, autograde, feedback and
+export. The points come from the grader outside the student's kernel (tests/autograde.py), so they are the same
+as `make grade`'s, whatever the notebook prints, warns or fakes in its kernel. The checks live outside the course
+folder and are found through DDPM_GRADER_DIR."""
 import csv
 import json
 import os
@@ -9,7 +10,17 @@ import shutil
 import subprocess
 import sys
 
-from grader import REFERENCE, ROOT
+import pytest
+
+from grader import PARTS, REFERENCE, ROOT
+from nbgrader.api import Gradebook
+
+CORPUS = ROOT / "tests" / "meta" / "corpus"
+HIJACK = '''import sys, types
+_fake = types.ModuleType("grader")
+_fake.run_checks = lambda part, namespace: print(f"The hidden checks of {part} passed.")
+sys.modules["grader"] = _fake
+'''
 
 
 def nbgrader(course, *args):
@@ -17,46 +28,72 @@ def nbgrader(course, *args):
            "DDPM_DATA_ROOT": os.path.abspath(os.environ.get("DDPM_DATA_ROOT", ROOT / "data")),
            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}  # nbgrader db runs alembic
     subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=ERROR"], cwd=course, env=env, check=True,
-                   timeout=900)
+                   timeout=1200)
 
 
-def filled_in(release, solution):
-    """The released notebook with every solution cell written as the solution does (markers removed)."""
-    answers = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) for c in solution["cells"]
-               if c["metadata"].get("nbgrader", {}).get("solution")}
+def filled_in(release, answers_from, edit=None):
+    """The released notebook with every solution cell taken from another notebook (markers removed)."""
+    answers = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"])
+               for c in json.loads(answers_from.read_text())["cells"] if c["metadata"].get("nbgrader", {}).get("solution")}
     for cell in release["cells"]:
         grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
         if grade_id in answers:
             cell["source"] = re.sub(r"[ \t]*### (BEGIN|END) SOLUTION\n", "", answers[grade_id])
+            if edit:
+                cell["source"] = edit(grade_id, cell["source"])
     return release
 
 
+def hijack_and_break_ddim(grade_id, source):
+    if grade_id == "forward_process":
+        return HIJACK + source
+    return source.replace(").clamp(-1, 1)", ")") if grade_id == "ddim" else source
+
+
+@pytest.mark.timeout(1800)
 def test_autograde_feedback_export(tmp_path):
     course = tmp_path
-    (course / "nbgrader_config.py").write_text(
-        "c = get_config()\nc.CourseDirectory.course_id = 'ddpm'\nc.Execute.timeout = 600\n")
+    shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
     (course / "source" / "ddpm").mkdir(parents=True)
     shutil.copy(REFERENCE, course / "source" / "ddpm" / "assignment.ipynb")
     nbgrader(course, "db", "assignment", "add", "ddpm")
-    for student in ("alice", "bob"):
+    students = {"alice": (REFERENCE, None, True),                      # the solution and its model
+                "carol": (CORPUS / "noisy.ipynb", None, True),         # prints, warns, writes to stderr, tqdm bars
+                "dave": (REFERENCE, hijack_and_break_ddim, True),      # fakes the grader, DDIM without clipping
+                "bob": (None, None, False)}                             # the untouched assignment, no model
+    for student in students:
         nbgrader(course, "db", "student", "add", student)
     nbgrader(course, "generate_assignment", "ddpm")
-    release = json.loads((course / "release" / "ddpm" / "assignment.ipynb").read_text())
-
-    alice = course / "submitted" / "alice" / "ddpm"
-    (alice / "data").mkdir(parents=True)
-    solution = json.loads(REFERENCE.read_text())
-    (alice / "assignment.ipynb").write_text(json.dumps(filled_in(json.loads(json.dumps(release)), solution)))
-    shutil.copy(ROOT / "data" / "ddpm_mnist.pt", alice / "data" / "ddpm_mnist.pt")
-    bob = course / "submitted" / "bob" / "ddpm"
-    bob.mkdir(parents=True)
-    (bob / "assignment.ipynb").write_text(json.dumps(release))
+    release = (course / "release" / "ddpm" / "assignment.ipynb").read_text()
+    for student, (answers, edit, model) in students.items():
+        folder = course / "submitted" / student / "ddpm"
+        (folder / "data").mkdir(parents=True)
+        nb = filled_in(json.loads(release), answers, edit) if answers else json.loads(release)
+        (folder / "assignment.ipynb").write_text(json.dumps(nb))
+        if model:
+            shutil.copy(ROOT / "data" / "ddpm_mnist.pt", folder / "data" / "ddpm_mnist.pt")
 
     nbgrader(course, "autograde", "ddpm")
     nbgrader(course, "generate_feedback", "ddpm")
     nbgrader(course, "export")
+    total = sum(PARTS.values())
     grades = {row["student_id"]: row for row in csv.DictReader(open(course / "grades.csv"))}
-    assert float(grades["alice"]["score"]) == float(grades["alice"]["max_score"]) > 0, grades["alice"]
+    assert float(grades["alice"]["max_score"]) == total, grades["alice"]
+    assert float(grades["alice"]["score"]) == total, grades["alice"]
+    assert float(grades["carol"]["score"]) == total, grades["carol"]     # stderr costs nothing
     assert float(grades["bob"]["score"]) == 0, grades["bob"]
-    for student in ("alice", "bob"):
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "ddpm") as gb:
+        dave = {part: gb.find_grade(f"test_{part}", "assignment", "ddpm", "dave").score for part in PARTS}
+    assert dave["ddim"] < PARTS["ddim"], dave                              # the fake grader changed nothing
+    assert all(dave[part] == PARTS[part] for part in PARTS if part != "ddim"), dave
+
+    # the same points through make grade's path (tests/runner.py) for the same notebook
+    submitted = course / "submitted" / "dave" / "ddpm" / "assignment.ipynb"
+    out = tmp_path / "dave.json"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "runner.py"), str(submitted), "--parts", "ddim", "--out", str(out)],
+                   check=True, timeout=900)
+    assert json.loads(out.read_text())["parts"]["ddim"]["points"] == dave["ddim"]
+    feedback = (course / "feedback" / "dave" / "ddpm" / "assignment.html").read_text()
+    assert "Hint:" in feedback and "clipped" in feedback
+    for student in students:
         assert (course / "feedback" / student / "ddpm" / "assignment.html").exists()
