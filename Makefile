@@ -12,7 +12,7 @@ COURSE    := $(BUILD)/course
 export DDPM_DATA_ROOT := $(abspath $(DATA_ROOT))
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv data run test test-grader test-notebook assignment outputs train train-conditional classifier gpu-check calibrate grade bench clean
+.PHONY: help venv data sandbox run test test-grader test-notebook assignment outputs train train-conditional classifier gpu-check calibrate grade bench clean
 
 help:
 	@echo "make run         set up, then execute solution.ipynb end to end (into $(BUILD)/solution.ipynb)"
@@ -44,13 +44,21 @@ $(VENV)/.installed: requirements.txt
 data: venv
 	$(PY) tools/data.py
 
+# The grader's sandbox (tests/runner.py): bubblewrap, installed with apt where it is missing and we may. Without it,
+# grading falls back to process isolation and says so.
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null; }; }; } || \
+	    echo "WARNING: bubblewrap (bwrap) is not installed: submissions will be graded without a sandbox"
+
 run: venv data
 	mkdir -p $(BUILD)
 	$(PY) -m jupyter nbconvert --to notebook --execute solution.ipynb --output-dir $(BUILD) \
 	    --ExecutePreprocessor.timeout=1800
 
 test: export DDPM_OFFLINE := 1
-test: venv data test-grader test-notebook
+test: venv data sandbox test-grader test-notebook
 
 test-grader: venv
 	$(PY) -m pytest tests
@@ -83,7 +91,7 @@ calibrate: venv data
 
 SUBMISSIONS ?= submissions
 grade: export DDPM_OFFLINE := 1
-grade: venv data
+grade: venv data sandbox
 	$(PY) tools/grade.py $(SUBMISSIONS) --out $(BUILD)/grades
 
 # The benchmark needs diffusers, which nothing else does.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import Preprocessor
+from nbgrader.preprocessors import Execute
 from traitlets import Bool, Float
 
 RUNNER = Path(__file__).resolve().parent / "runner.py"
@@ -33,6 +34,19 @@ def report(part, result):
             hint = check["message"].strip().removeprefix("AssertionError: ").replace("\n", " ")
             lines.append(f"  ✗ {what}\n      Hint: {hint}")
     return "\n".join(lines) + "\n"
+
+
+class ExecuteForOutputs(Execute):
+    """nbgrader's Execute, for the outputs an instructor reads in formgrader. The points do not depend on it, so a
+    notebook whose code kills its kernel (os._exit) or hangs is still graded: the error is logged, not raised."""
+
+    def preprocess(self, nb, resources, *args, **kwargs):
+        try:
+            return super().preprocess(nb, resources, *args, **kwargs)
+        except Exception as err:  # noqa: BLE001  (a dead kernel, a timeout: whatever the student's code did)
+            self.log.warning("Executing %s stopped (%s: %s); grading it all the same.",
+                             resources.get("metadata", {}).get("path"), type(err).__name__, err)
+            return nb, resources
 
 
 class GradeOutsideKernel(Preprocessor):

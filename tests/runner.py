@@ -7,7 +7,8 @@ torch thread, in its own process group, and with these limits:
 * CPU seconds per check (conftest.py): only the time the check itself computes counts, so a busy machine
   never fails a check; an endless loop does. Wall-clock limits (per check and per part) are far larger
   backstops for code that sleeps.
-* address space, file size and total CPU time of the process (resource limits).
+* address space, file size and total CPU time of the process (resource limits), and at most 128 processes
+  (a pids cgroup, where the machine lets the grader make one: a fork bomb stops there).
 
 Where bubblewrap (`bwrap`) is installed, each part's process also runs in a sandbox of its own: the whole file
 system read-only, a private empty /tmp as its only writable place, other submissions (`hide`) out of sight, no
@@ -39,7 +40,8 @@ sys.path.insert(0, str(HERE))
 import grader  # noqa: E402
 from grader import PARTS  # noqa: E402
 
-LIMITS = {"cpu_per_check": 120, "wall_per_check": 1800, "wall_per_part": 3600, "memory_gb": 8.0, "file_mb": 200}
+LIMITS = {"cpu_per_check": 120, "wall_per_check": 1800, "wall_per_part": 3600, "memory_gb": 8.0, "file_mb": 200,
+          "processes": 128}
 
 
 def _child(notebook, part, checkpoint, results, log, limits):
@@ -125,11 +127,50 @@ def _bwrap(bwrap, notebook, checkpoint, hide):
     return args + ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--chdir", "/tmp", "--"]
 
 
+PIDS = [Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")]   # cgroup v1's pids controller, or cgroup v2
+
+
+def _pids_cgroup(name, limit):
+    """A cgroup that allows at most `limit` processes (a fork bomb stops there), or None where none can be made."""
+    for root in PIDS:
+        group = root / f"ddpm-grader-{name}-{os.getpid()}"
+        try:
+            if not (root / "pids.max").exists() and not (root / "cgroup.procs").exists():
+                continue
+            group.mkdir(exist_ok=True)
+            (group / "pids.max").write_text(str(limit))
+            return group
+        except OSError:
+            continue
+    return None
+
+
+def _enter(group):
+    """Move the calling process into the cgroup (in a child, before it runs anything else)."""
+    if group:
+        try:
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError:
+            pass
+
+
+def _remove(group):
+    if group:
+        for _ in range(50):
+            try:
+                group.rmdir()
+                return
+            except OSError:       # processes still leaving
+                time.sleep(0.1)
+
+
 def _run_forked(notebook, part, checkpoint, limits, scratch):
     """Fork a child for `part`, wait for it (killing its group after the wall limit), return its part_result."""
     files = (Path(scratch) / f"{part}.json", Path(scratch) / f"{part}.log")
+    group = None if os.environ.get("DDPM_IN_SANDBOX") else _pids_cgroup(part, limits["processes"])
     pid = os.fork()
     if pid == 0:
+        _enter(group)
         _child(notebook, part, checkpoint, *files, limits)
     started = time.time()
     while True:
@@ -140,6 +181,7 @@ def _run_forked(notebook, part, checkpoint, limits, scratch):
             _kill_group(pid)
         time.sleep(0.05)
     _kill_group(pid)                                  # anything it left running in the background
+    _remove(group)
     return part_result(part, files[0], status, limits)
 
 
@@ -148,11 +190,15 @@ def _run_sandboxed(bwrap, notebook, part, checkpoint, limits, hide):
     command = _bwrap(bwrap, notebook, checkpoint, hide) + [
         sys.executable, str(Path(__file__).resolve()), str(notebook), "--one-part", part,
         "--limits", json.dumps(limits)] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+    group = _pids_cgroup(part, limits["processes"])
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=limits["wall_per_part"] + 60)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=limits["wall_per_part"] + 60,
+                              preexec_fn=lambda: _enter(group), env={**os.environ, "DDPM_IN_SANDBOX": "1"})
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, ValueError, IndexError):
         return part_result(part, "", 9, limits)       # 9: as if killed (signal 9)
+    finally:
+        _remove(group)
 
 
 def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None, hide=None):

@@ -10,6 +10,7 @@ failed check) and OUT/grades.csv (a row per student, a column per part and one p
 import argparse
 import concurrent.futures
 import csv
+import hashlib
 import html
 import json
 import os
@@ -35,6 +36,7 @@ def grade(notebook, out, args):
     start = time.time()
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, str(RUNNER), str(notebook), "--out", str(results), "--jobs", str(args.part_jobs),
+                   "--hide", str(args.submissions),
                    "--cpu-per-check", str(args.cpu_per_check)] + (["--parts", *args.parts] if args.parts else [])
         try:
             proc = subprocess.run(command, cwd=scratch, capture_output=True, text=True, timeout=args.total_timeout,
@@ -99,6 +101,17 @@ def write_feedback(summary, stem):
                                     "li{margin:.3em 0}</style></head><body>" + "\n".join(body) + "</body></html>\n")
 
 
+def fingerprints(*folders):
+    """sha256 of every file under the folders (the grader's own files, every submission), to prove after grading
+    that nothing a submission ran changed them."""
+    out = {}
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file() and not {".venv", "build", "__pycache__", ".git"} & set(path.parts):
+                out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submissions", type=Path)
@@ -115,7 +128,8 @@ def main():
     args.jobs = max(1, min(args.jobs, len(notebooks)))
     args.part_jobs = max(1, (os.cpu_count() or 1) // args.jobs)   # never more busy processes than cores
     args.out.mkdir(parents=True, exist_ok=True)
-    summaries, start = [], time.time()
+    guarded = (ROOT / "tests", ROOT / "data", ROOT / "tools", args.submissions)
+    before, summaries, start = fingerprints(*guarded), [], time.time()
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(grade, nb, args.out, args) for nb in notebooks]
         for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
@@ -124,6 +138,10 @@ def main():
             print(f"[{done}/{len(notebooks)}] {s['student']}: {s['points']:g}/{s['max']:g} points in {s['seconds']} s",
                   flush=True)
     elapsed = time.time() - start
+    after = fingerprints(*guarded)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        sys.exit(f"ERROR: grading changed files it must not touch (a submission escaped): {changed[:5]}")
     columns = list(dict.fromkeys(c["part"] for s in summaries for c in s["checks"]))
     checks = list(dict.fromkeys(f"{c['part']}::{c['test']}" for s in summaries for c in s["checks"]))
     with open(args.out / "grades.csv", "w", newline="") as f:

@@ -2,13 +2,16 @@
 the grading of anything else."""
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from grader import REFERENCE, ROOT, SubmissionError, failed_checks, load
+import runner
+from grader import REFERENCE, ROOT, failed_checks
 
 
 def variant(tmp_path, name, part, edit):
@@ -64,32 +67,36 @@ IN_PROCESS = {
 def test_broken_part_fails_with_a_message_and_the_others_pass(name, tmp_path):
     part, edit, message = IN_PROCESS[name]
     notebook = str(variant(tmp_path, "s", part, edit))
-    try:
-        failures = failed_checks(part, notebook)
-    except SubmissionError as err:
-        failures = [str(err)]
+    failures = failed_checks(part, notebook)
     assert failures and any(message in f for f in failures), failures
     other = "inpainting" if part != "inpainting" else "forward_process"
     assert failed_checks(other, notebook) == [], f"{name} in {part} should not cost points in {other}"
 
 
-ESCAPES = {  # student -> (the part whose cell does it, edit)
+ESCAPES = {  # student -> (the part whose cell does it, edit); all in the two quickest parts, to keep the test short
     "endless_loop_at_import": ("forward_process", append("while True:\n    pass")),
-    "endless_loop_in_a_function": ("inpainting", replace(
-        "def inpaint_step(diffusion, model, x_t, t, x0, mask_known, noise=None, noise_known=None):\n",
-        "def inpaint_step(diffusion, model, x_t, t, x0, mask_known, noise=None, noise_known=None):\n"
-        "    while True:\n        pass\n")),
+    "endless_loop_in_a_function": ("two_point", replace(
+        "def two_point_posterior_mean(x_t, t, alphas_cumprod, a=0.5):\n",
+        "def two_point_posterior_mean(x_t, t, alphas_cumprod, a=0.5):\n    while True:\n        pass\n")),
     "patches_torch": ("forward_process", append("torch.allclose = lambda *args, **kwargs: True")),
-    "patches_the_grader": ("inpainting", append("import sys\nsys.modules['reference'].q_sample = lambda *args: 0")),
-    "os_exit": ("ddim", append("import os\nos._exit(0)")),
+    "patches_the_grader": ("forward_process", append("import sys\nsys.modules['reference'].q_sample = lambda *args: 0")),
+    "os_exit": ("forward_process", append("import os\nos._exit(0)")),
     "sys_exit": ("two_point", append("import sys\nsys.exit(0)")),
-    "keyboard_interrupt": ("inpainting", append("raise KeyboardInterrupt")),
-    "segfault": ("ddim", append("import ctypes\nctypes.string_at(0)")),
+    "keyboard_interrupt": ("two_point", append("raise KeyboardInterrupt")),
+    "segfault": ("forward_process", append("import ctypes\nctypes.string_at(0)")),
     "default_dtype_float64": ("forward_process", append("torch.set_default_dtype(torch.float64)")),
     "grad_mode_off": ("two_point", append("torch.set_grad_enabled(False)")),
     "background_process": ("two_point", append("import subprocess\nsubprocess.Popen(['sleep', '3607'])")),
+    "fork_bomb": ("two_point", append("import os\nwhile True:\n    os.fork()")),
+    "endless_output": ("two_point", append("while True:\n    print('x' * 100000)")),
+    "overwrites_the_graders_files": ("two_point", append(
+        f"for name in ('mnist_classifier.pt', 'ddpm_mnist.pt'):\n    open({str(ROOT / 'data')!r} + '/' + name, 'wb').write(b'0')")),
+    "overwrites_a_sibling": ("forward_process", append(
+        "import glob\nfor path in glob.glob(__SUBMISSIONS__ + '/*/data/ddpm_mnist.pt'):\n    open(path, 'wb').write(b'0')")),
+    "network": ("two_point", append("import socket\nsocket.create_connection(('127.0.0.1', __PORT__), timeout=5).sendall(b'x')")),
 }
-PARTS_GRADED = ["forward_process", "two_point", "ddim", "inpainting"]
+HARMLESS = {"background_process", "grad_mode_off"}   # escapes that break no check of their own part
+PARTS_GRADED = ["forward_process", "two_point"]
 
 
 def _sleepers():
@@ -100,9 +107,19 @@ def _sleepers():
 @pytest.mark.timeout(1800)
 def test_escapes_hangs_and_tampering_cost_their_own_part_only(tmp_path):
     """Graded through `make grade`'s runner: each part in its own process, with a CPU-time limit per check."""
+    assert runner.sandbox(), "bubblewrap (bwrap) is needed to keep submissions off the file system: make test installs it"
     submissions = tmp_path / "submissions"
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.5)
     for student, (part, edit) in ESCAPES.items():
-        variant(submissions, student, part, edit)
+        notebook = variant(submissions, student, part, edit)
+        notebook.write_text(notebook.read_text().replace("__SUBMISSIONS__", repr(str(submissions)))
+                            .replace("__PORT__", str(server.getsockname()[1])))
+        (notebook.parent / "data").mkdir(exist_ok=True)
+        shutil.copy(ROOT / "data" / "ddpm_mnist.pt", notebook.parent / "data" / "ddpm_mnist.pt")
+    guarded = [ROOT / "data" / "mnist_classifier.pt", ROOT / "data" / "ddpm_mnist.pt", REFERENCE,
+               *submissions.rglob("*.pt"), *submissions.rglob("*.ipynb")]
+    before = {path: path.read_bytes() for path in guarded}
     # a patched torch.allclose in the U-Net cell cannot hide a real mistake in another part (two-point)
     notebook = variant(submissions, "patch_hides_a_mistake", "unet", append("torch.allclose = lambda *a, **k: True"))
     nb = json.loads(notebook.read_text())
@@ -113,7 +130,12 @@ def test_escapes_hangs_and_tampering_cost_their_own_part_only(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "tools" / "grade.py"), str(submissions), "--out", str(out),
                     "--cpu-per-check", "10", "--parts", *PARTS_GRADED], check=True, timeout=1200)
     broken = {student: part for student, (part, _) in ESCAPES.items()} | {"patch_hides_a_mistake": "two_point"}
+    for student in HARMLESS:   # the honest code of these parts still works: full marks, and nothing left behind
+        result = json.loads((out / f"{student}.json").read_text())
+        assert result["points"] == result["max"], (student, [c for c in result["checks"] if c["outcome"] == "failed"])
     for student, part in broken.items():
+        if student in HARMLESS:
+            continue
         result = json.loads((out / f"{student}.json").read_text())
         lost = [c for c in result["checks"] if c["outcome"] == "failed"]
         assert lost and all(c["part"] == part for c in lost), (student, lost)
@@ -124,6 +146,13 @@ def test_escapes_hangs_and_tampering_cost_their_own_part_only(tmp_path):
         assert f"✗ {lost[0]['checked']}" in feedback and "**Hint:**" in feedback, feedback
         assert "Hint:" in (out / f"{student}.html").read_text()
     assert not _sleepers(), "a process started by a submission outlived its grading"
+    assert all(path.read_bytes() == content for path, content in before.items()), \
+        [str(path) for path, content in before.items() if path.read_bytes() != content]
+    try:
+        server.accept()
+        raise AssertionError("a submission reached the network")
+    except TimeoutError:
+        pass
     assert (out / "grades.csv").read_text().count("\n") == 1 + len(broken)
 
 

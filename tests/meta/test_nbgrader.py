@@ -44,9 +44,11 @@ def filled_in(release, answers_from, edit=None):
     return release
 
 
-def hijack_and_break_ddim(grade_id, source):
+def hijack_break_ddim_and_exit(grade_id, source):
     if grade_id == "forward_process":
         return HIJACK + source
+    if grade_id == "inpainting":
+        return source + "\nimport os\nos._exit(0)   # kills the kernel: the notebook cannot run on\n"
     return source.replace(").clamp(-1, 1)", ")") if grade_id == "ddim" else source
 
 
@@ -57,9 +59,9 @@ def test_autograde_feedback_export(tmp_path):
     (course / "source" / "ddpm").mkdir(parents=True)
     shutil.copy(REFERENCE, course / "source" / "ddpm" / "assignment.ipynb")
     nbgrader(course, "db", "assignment", "add", "ddpm")
-    students = {"alice": (REFERENCE, None, True),                      # the solution and its model
-                "carol": (CORPUS / "noisy.ipynb", None, True),         # prints, warns, writes to stderr, tqdm bars
-                "dave": (REFERENCE, hijack_and_break_ddim, True),      # fakes the grader, DDIM without clipping
+    students = {"carol": (CORPUS / "noisy.ipynb", None, True),         # correct; prints, warns, stderr, tqdm bars
+                "dave": (REFERENCE, hijack_break_ddim_and_exit, True),  # fakes the grader, DDIM without clipping,
+                                                                        # kills the kernel in the in-painting cell
                 "bob": (None, None, False)}                             # the untouched assignment, no model
     for student in students:
         nbgrader(course, "db", "student", "add", student)
@@ -78,21 +80,21 @@ def test_autograde_feedback_export(tmp_path):
     nbgrader(course, "export")
     total = sum(PARTS.values())
     grades = {row["student_id"]: row for row in csv.DictReader(open(course / "grades.csv"))}
-    assert float(grades["alice"]["max_score"]) == total, grades["alice"]
-    assert float(grades["alice"]["score"]) == total, grades["alice"]
+    assert float(grades["carol"]["max_score"]) == total, grades["carol"]
     assert float(grades["carol"]["score"]) == total, grades["carol"]     # stderr costs nothing
     assert float(grades["bob"]["score"]) == 0, grades["bob"]
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "ddpm") as gb:
         dave = {part: gb.find_grade(f"test_{part}", "assignment", "ddpm", "dave").score for part in PARTS}
-    assert dave["ddim"] < PARTS["ddim"], dave                              # the fake grader changed nothing
-    assert all(dave[part] == PARTS[part] for part in PARTS if part != "ddim"), dave
+    assert 0 < dave["ddim"] < PARTS["ddim"], dave                          # the fake grader changed nothing
+    assert dave["inpainting"] == 0, dave                                    # os._exit costs its own part only
+    assert all(dave[part] == PARTS[part] for part in PARTS if part not in ("ddim", "inpainting")), dave
 
     # the same points through make grade's path (tests/runner.py) for the same notebook
     submitted = course / "submitted" / "dave" / "ddpm" / "assignment.ipynb"
     out = tmp_path / "dave.json"
-    subprocess.run([sys.executable, str(ROOT / "tests" / "runner.py"), str(submitted), "--parts", "ddim", "--out", str(out)],
+    subprocess.run([sys.executable, str(ROOT / "tests" / "runner.py"), str(submitted), "--out", str(out)],
                    check=True, timeout=900)
-    assert json.loads(out.read_text())["parts"]["ddim"]["points"] == dave["ddim"]
+    assert {part: r["points"] for part, r in json.loads(out.read_text())["parts"].items()} == dave
     feedback = (course / "feedback" / "dave" / "ddpm" / "assignment.html").read_text()
     assert "Hint:" in feedback and "clipped" in feedback
     for student in students:
