@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch._dynamo  # noqa: F401  (imported lazily by optimizers, it rebinds torch.manual_seed: do it before any snapshot)
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -156,7 +155,9 @@ def untampered(request):
     for obj, snapshot in zip(guarded, before):
         current = vars(obj)
         for key, value in snapshot.items():
-            if current.get(key, snapshot) is not value:
+            now = current.get(key, snapshot)
+            dynamo = obj is torch and key == "manual_seed" and getattr(now, "__wrapped__", None) is value
+            if now is not value and not dynamo:  # torch._dynamo, imported lazily by optimizers, wraps manual_seed
                 changed.append(f"{getattr(obj, '__name__', obj)}.{key}")
                 setattr(obj, key, value)
     if changed:

@@ -222,7 +222,6 @@ def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None, hide=No
               file=sys.stderr)
         import pytest  # noqa: F401  (imported before forking, so that every child starts with it)
         import torch  # noqa: F401
-        import torch._dynamo  # noqa: F401
         with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
             with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
                 results = dict(zip(parts, pool.map(
