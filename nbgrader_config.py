@@ -6,15 +6,15 @@ import sys
 
 c = get_config()  # noqa: F821  (nbgrader provides it)
 c.CourseDirectory.course_id = "ddpm"
-c.ExecuteForOutputs.timeout = 600   # per cell, for the notebook's own run; the points come from the grader below
 
 # Where this repository's tests/ folder is: beside this file, or DDPM_GRADER_DIR when the file was copied elsewhere.
 GRADER_DIR = os.environ.get("DDPM_GRADER_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests")
 sys.path.insert(0, GRADER_DIR)
 
-from autograde import ExecuteForOutputs, GradeOutsideKernel  # noqa: E402
+from autograde import GradeOutsideKernel  # noqa: E402
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, LimitOutput, SaveAutoGrades  # noqa: E402
 
-c.Autograde.autograde_preprocessors = [ExecuteForOutputs, GradeOutsideKernel, ClearMetadataPreprocessor, LimitOutput,
+# nbgrader's Execute is left out on purpose: it would run the submission unsandboxed (tests/autograde.py says why).
+c.Autograde.autograde_preprocessors = [GradeOutsideKernel, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

@@ -1,11 +1,12 @@
 """nbgrader autograde that grades outside the student's kernel: a preprocessor for the shipped nbgrader_config.py.
 
-nbgrader executes the submitted notebook in a kernel that the student's code controls: anything graded there can
-be faked (a cell can replace the checks, patch torch, or print a pass message). So the points do not come from
-that kernel. After nbgrader's Execute step, GradeOutsideKernel hands the submitted notebook to tests/runner.py,
-the same isolated grader as `make grade`, and replaces the outputs of each autograded test cell `test_<part>`
-with the part's result: the checks in plain words, a hint for each failed one, and the points as the cell's
-value, which nbgrader reads as partial credit. formgrader, feedback and export work as usual.
+nbgrader's own autograde executes the submitted notebook in a kernel, unsandboxed, and takes the points from the
+test cells' outputs there: anything in the notebook could then fake its points (replace the checks, patch torch,
+print a pass message) or touch the grader's and other students' files. So the configuration drops that execution.
+GradeOutsideKernel hands the submitted notebook to tests/runner.py, the same sandboxed grader as `make grade`,
+and writes into each autograded test cell `test_<part>` the part's result: the checks in plain words, a hint for
+each failed one, and the points as the cell's value, which nbgrader reads as partial credit. formgrader, feedback
+and export work as usual; the feedback shows the submitted code and these results.
 """
 import json
 import subprocess
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import Preprocessor
-from nbgrader.preprocessors import Execute
 from traitlets import Bool, Float
 
 RUNNER = Path(__file__).resolve().parent / "runner.py"
@@ -36,19 +36,6 @@ def report(part, result):
     return "\n".join(lines) + "\n"
 
 
-class ExecuteForOutputs(Execute):
-    """nbgrader's Execute, for the outputs an instructor reads in formgrader. The points do not depend on it, so a
-    notebook whose code kills its kernel (os._exit) or hangs is still graded: the error is logged, not raised."""
-
-    def preprocess(self, nb, resources, *args, **kwargs):
-        try:
-            return super().preprocess(nb, resources, *args, **kwargs)
-        except Exception as err:  # noqa: BLE001  (a dead kernel, a timeout: whatever the student's code did)
-            self.log.warning("Executing %s stopped (%s: %s); grading it all the same.",
-                             resources.get("metadata", {}).get("path"), type(err).__name__, err)
-            return nb, resources
-
-
 class GradeOutsideKernel(Preprocessor):
     """Grade every part with tests/runner.py and write each result into its test cell."""
 
@@ -60,8 +47,11 @@ class GradeOutsideKernel(Preprocessor):
         with tempfile.TemporaryDirectory(prefix="autograde-") as tmp:
             notebook, out = Path(tmp) / "submission.ipynb", Path(tmp) / "result.json"
             notebook.write_text(nbformat.writes(nb))
+            # nbgrader's layout is <course>/autograded/<student>/<assignment>: other students' folders stay out of sight
+            course = folder.resolve().parents[2] if len(folder.resolve().parents) > 2 else folder
+            hide = [course / name for name in ("submitted", "autograded", "feedback") if (course / name).is_dir()]
             command = [sys.executable, str(RUNNER), str(notebook), "--checkpoint", str(folder / "data" / "ddpm_mnist.pt"),
-                       "--out", str(out)]
+                       "--out", str(out)] + (["--hide", *map(str, hide)] if hide else [])
             try:
                 subprocess.run(command, capture_output=True, timeout=self.timeout, cwd=tmp)
                 parts = json.loads(out.read_text())["parts"]

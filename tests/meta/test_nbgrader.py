@@ -1,7 +1,7 @@
 """The nbgrader round trip, for real, with the course's nbgrader_config.py: generate, autograde, feedback and
-export. The points come from the grader outside the student's kernel (tests/autograde.py), so they are the same
-as `make grade`'s, whatever the notebook prints, warns or fakes in its kernel. The checks live outside the course
-folder and are found through DDPM_GRADER_DIR."""
+export. The points come from the sandboxed grader (tests/autograde.py runs tests/runner.py), never from a kernel
+running the submission, so they are the same as `make grade`'s, whatever the notebook prints, warns, fakes or
+kills. The checks live outside the course folder and are found through DDPM_GRADER_DIR."""
 import csv
 import json
 import os
@@ -48,7 +48,7 @@ def hijack_break_ddim_and_exit(grade_id, source):
     if grade_id == "forward_process":
         return HIJACK + source
     if grade_id == "inpainting":
-        return source + "\nimport os\nos._exit(0)   # kills the kernel: the notebook cannot run on\n"
+        return source + "\nimport os\nos._exit(0)   # would kill a kernel, and kills the process grading this part\n"
     return source.replace(").clamp(-1, 1)", ")") if grade_id == "ddim" else source
 
 
@@ -61,7 +61,7 @@ def test_autograde_feedback_export(tmp_path):
     nbgrader(course, "db", "assignment", "add", "ddpm")
     students = {"carol": (CORPUS / "noisy.ipynb", None, True),         # correct; prints, warns, stderr, tqdm bars
                 "dave": (REFERENCE, hijack_break_ddim_and_exit, True),  # fakes the grader, DDIM without clipping,
-                                                                        # kills the kernel in the in-painting cell
+                                                                        # os._exit in the in-painting cell
                 "bob": (None, None, False)}                             # the untouched assignment, no model
     for student in students:
         nbgrader(course, "db", "student", "add", student)
