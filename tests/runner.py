@@ -122,8 +122,13 @@ def _bwrap(bwrap, notebook, checkpoint, hide):
     args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for folder in hide or ():
         args += ["--tmpfs", str(folder)]
-    for path in {notebook.parent, *([Path(checkpoint)] if checkpoint and Path(checkpoint).exists() else [])}:
-        args += ["--ro-bind", str(path), str(path)]
+    # what the grader reads, shown again where /tmp or a hidden folder covers it (a clone in /tmp, a symlinked data set)
+    data = os.environ.get("DDPM_DATA_ROOT", ROOT / "data")
+    needed = [ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent, data, notebook.parent,
+              *([checkpoint] if checkpoint and Path(checkpoint).exists() else [])]
+    for path in dict.fromkeys(Path(os.path.abspath(p)) for p in needed):
+        if path.exists():
+            args += ["--ro-bind", str(path.resolve()), str(path)]
     return args + ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--chdir", "/tmp", "--"]
 
 
