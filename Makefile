@@ -12,7 +12,7 @@ COURSE    := $(BUILD)/course
 export DDPM_DATA_ROOT := $(abspath $(DATA_ROOT))
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv data sandbox run test test-grader test-notebook assignment outputs train train-conditional classifier gpu-check calibrate grade bench clean
+.PHONY: help venv data sandbox run test test-grader test-notebook assignment outputs train train-conditional classifier gpu-check calibrate grade gradescope bench clean
 
 help:
 	@echo "make run         set up, then execute solution.ipynb end to end (into $(BUILD)/solution.ipynb)"
@@ -26,6 +26,7 @@ help:
 	@echo "make classifier  train the evaluation classifier data/mnist_classifier.pt (>= 99 % test accuracy)"
 	@echo "make calibrate   re-measure the sample-quality thresholds into tests/calibration.md"
 	@echo "make grade SUBMISSIONS=dir/   grade every notebook under dir/ into $(BUILD)/grades (JSON + CSV)"
+	@echo "make gradescope  build $(BUILD)/gradescope/autograder.zip, the autograder for Gradescope"
 	@echo "make bench       speed of the U-Net against diffusers' UNet2DModel into bench/ (about 5 min);"
 	@echo "                 QUALITY=1 adds the time to good samples (about 2 hours); BENCH_ARGS=--sweep the"
 	@echo "                 quality and time of DDIM against the 1000-step sampler (10 min); BENCH_ARGS=\"--skip-speed"
@@ -40,9 +41,10 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# Downloads MNIST into DATA_ROOT if it is missing (needs internet); with DDPM_OFFLINE=1 only checks that it is there.
+# Downloads MNIST into DATA_ROOT if it is missing (needs internet; offline, a missing data set is a clear error). Only
+# this step may download: the tests and the grader run with DDPM_OFFLINE=1 and never do.
 data: venv
-	$(PY) tools/data.py
+	DDPM_OFFLINE= $(PY) tools/data.py
 
 # The grader's sandbox (tests/runner.py): bubblewrap, installed with apt where it is missing and we may. Without it,
 # grading falls back to process isolation and says so.
@@ -93,6 +95,10 @@ SUBMISSIONS ?= submissions
 grade: export DDPM_OFFLINE := 1
 grade: venv data sandbox
 	$(PY) tools/grade.py $(SUBMISSIONS) --out $(BUILD)/grades
+
+# Gradescope's autograder: build/gradescope/autograder.zip (README: "Grading on Gradescope").
+gradescope: venv data
+	$(PY) tools/gradescope/build.py $(BUILD)/gradescope/autograder.zip
 
 # The benchmark needs diffusers, which nothing else does.
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed

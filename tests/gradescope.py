@@ -1,0 +1,62 @@
+"""Gradescope's side of the grader: grade a submission folder with tests/runner.py and write results.json in
+Gradescope's schema (one test per check: name, score, max_score, output, visibility; and the total).
+
+`python tests/gradescope.py SUBMISSION_FOLDER RESULTS_JSON`; tools/gradescope/run_autograder calls it. Students
+upload their notebook and their trained model (data/ddpm_mnist.pt, or ddpm_mnist.pt at the top).
+"""
+import gzip
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import runner
+
+
+def unpack_mnist(root):
+    """torchvision reads MNIST's raw files; the autograder ships them compressed."""
+    for packed in Path(root).glob("MNIST/raw/*.gz"):
+        if not packed.with_suffix("").exists():
+            with gzip.open(packed) as source, open(packed.with_suffix(""), "wb") as target:
+                shutil.copyfileobj(source, target)
+
+
+def find(submission):
+    notebooks = sorted(Path(submission).rglob("*.ipynb"), key=lambda p: (p.name != "assignment.ipynb", len(p.parts)))
+    notebooks = [p for p in notebooks if ".ipynb_checkpoints" not in p.parts]
+    models = [p for name in ("data/ddpm_mnist.pt", "ddpm_mnist.pt") for p in [Path(submission) / name] if p.exists()]
+    models += sorted(Path(submission).rglob("*.pt"))
+    return (notebooks or [None])[0], (models or [None])[0]
+
+
+def results(submission):
+    notebook, model = find(submission)
+    if notebook is None:
+        return {"score": 0, "visibility": "visible", "tests": [], "output":
+                "No notebook (.ipynb) was found in your submission: upload your assignment.ipynb."}
+    graded = runner.grade(notebook, model or Path(submission) / "data" / "ddpm_mnist.pt")
+    tests = []
+    for check in graded["checks"]:
+        if check["outcome"] == "skipped":       # e.g. the GPU checks: Gradescope has no GPU
+            continue
+        hint = check["message"].strip().removeprefix("AssertionError: ").replace("\n", " ")
+        tests.append({"name": f"{check['part']}: {check.get('checked') or check['test']}",
+                      "score": check["points"], "max_score": check["max"], "visibility": "visible",
+                      "output": "" if check["outcome"] == "passed" else f"Hint: {hint}"})
+    summary = [f"{part}: {r['points']:g} of {r['max']:g} points" for part, r in graded["parts"].items()]
+    if model is None:
+        summary.insert(0, "No trained model (data/ddpm_mnist.pt) was found in your submission: the code parts are "
+                          "graded, the sample quality is not. Upload data/ddpm_mnist.pt with your notebook.")
+    return {"score": graded["points"], "visibility": "visible", "stdout_visibility": "hidden",
+            "output": "\n".join(summary), "tests": tests}
+
+
+def main():
+    submission, out = Path(sys.argv[1]), Path(sys.argv[2])
+    unpack_mnist(os.environ.get("DDPM_DATA_ROOT", runner.ROOT / "data"))
+    out.write_text(json.dumps(results(submission), indent=1))
+
+
+if __name__ == "__main__":
+    main()

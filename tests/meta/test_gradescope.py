@@ -1,0 +1,92 @@
+"""Gradescope's autograder end to end on a simulated /autograder tree: `make gradescope`'s zip unpacked into
+source/, then run_autograder on four submissions, as Gradescope runs it (with AUTOGRADER redirected)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from grader import PARTS, REFERENCE, ROOT
+
+TOTAL = sum(PARTS.values())
+
+
+@pytest.fixture(scope="module")
+def autograder(tmp_path_factory):
+    tree = tmp_path_factory.mktemp("autograder")
+    zipped = tree / "autograder.zip"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "gradescope" / "build.py"), str(zipped)], check=True)
+    with zipfile.ZipFile(zipped) as archive:
+        names = archive.namelist()
+        archive.extractall(tree / "source")
+    assert {"setup.sh", "run_autograder", "solution.ipynb", "tests/runner.py", "data/mnist_classifier.pt"} <= set(names)
+    assert not any(name.startswith("tests/meta") for name in names), "the project's own tests do not belong in it"
+    shutil.copy(tree / "source" / "run_autograder", tree / "run_autograder")
+    os.chmod(tree / "run_autograder", 0o755)
+    return tree
+
+
+def grade(tree, files):
+    """Put `files` ({name in the submission: source path or text}) in submission/, run run_autograder, read results."""
+    shutil.rmtree(tree / "submission", ignore_errors=True)
+    shutil.rmtree(tree / "results", ignore_errors=True)
+    for name, content in files.items():
+        target = tree / "submission" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content) if isinstance(content, str) else shutil.copy(content, target)
+    env = {**os.environ, "AUTOGRADER": str(tree), "AUTOGRADER_PYTHON": sys.executable}
+    subprocess.run([str(tree / "run_autograder")], env=env, check=True, timeout=1200)
+    result = json.loads((tree / "results" / "results.json").read_text())
+    for test in result["tests"]:
+        assert set(test) == {"name", "score", "max_score", "output", "visibility"}, test
+    return result
+
+
+def by_part(result):
+    parts = {}
+    for test in result["tests"]:
+        part = test["name"].split(":")[0]
+        parts[part] = round(parts.get(part, 0) + test["score"], 2)
+    return parts
+
+
+@pytest.mark.timeout(1800)
+def test_solution_gets_full_marks(autograder):
+    result = grade(autograder, {"assignment.ipynb": REFERENCE, "data/ddpm_mnist.pt": ROOT / "data" / "ddpm_mnist.pt"})
+    assert result["score"] == TOTAL == sum(t["max_score"] for t in result["tests"]), result["output"]
+    assert all(t["score"] == t["max_score"] for t in result["tests"]), [t for t in result["tests"] if t["output"]]
+
+
+@pytest.mark.timeout(1800)
+def test_untouched_notebook_gets_zero_without_crashing(autograder):
+    result = grade(autograder, {"assignment.ipynb": ROOT / "assignment.ipynb"})
+    assert result["score"] == 0 and result["tests"], result["output"]
+    assert all(t["output"].startswith("Hint: ") for t in result["tests"])
+
+
+@pytest.mark.timeout(1800)
+def test_missing_model_is_said_and_the_code_is_graded(autograder):
+    result = grade(autograder, {"assignment.ipynb": REFERENCE})     # a model at the top level would also do
+    assert "No trained model" in result["output"]
+    parts = by_part(result)
+    assert parts["sample_quality"] == 0 and all(parts[p] == PARTS[p] for p in PARTS if p != "sample_quality"), parts
+    assert result["score"] == TOTAL - PARTS["sample_quality"]
+
+
+@pytest.mark.timeout(1800)
+def test_bad_submission_costs_its_own_parts(autograder):
+    nb = json.loads(REFERENCE.read_text())
+    for cell in nb["cells"]:
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id == "ddim":
+            cell["source"] = "def ddim_step(:\n"                                  # a syntax error
+        if grade_id == "inpainting":
+            cell["source"] = "".join(cell["source"]) + "\nimport os\nos._exit(3)\n"  # ends the process grading it
+    result = grade(autograder, {"model/ddpm_mnist.pt": ROOT / "data" / "ddpm_mnist.pt", "assignment.ipynb": json.dumps(nb)})
+    parts = by_part(result)
+    assert parts["ddim"] == 0 and parts["inpainting"] == 0, parts
+    assert all(parts[p] == PARTS[p] for p in PARTS if p not in ("ddim", "inpainting")), parts
+    assert any("syntax error" in t["output"] for t in result["tests"] if t["name"].startswith("ddim"))
