@@ -222,9 +222,9 @@ def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None, hide=No
             results = dict(zip(parts, pool.map(lambda p: _run_sandboxed(bwrap, notebook, p, checkpoint, limits, hide),
                                                parts)))
     else:
-        print("WARNING: bubblewrap (bwrap) is not installed: grading without a sandbox, with process isolation only. "
-              "Install it (Debian: apt-get install bubblewrap) to keep submitted code off the file system and network.",
-              file=sys.stderr)
+        print("WARNING: grading without a sandbox, with process isolation only (bubblewrap is not installed, or "
+              "DDPM_SANDBOX=none). Install it (Debian: apt-get install bubblewrap) to keep submitted code off the file "
+              "system and the network.", file=sys.stderr)
         import pytest  # noqa: F401  (imported before forking, so that every child starts with it)
         import torch  # noqa: F401
         with tempfile.TemporaryDirectory(prefix="grade-") as scratch:

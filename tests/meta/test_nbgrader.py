@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from grader import PARTS, REFERENCE, ROOT
+from grader import CELLS, PARTS, REFERENCE, ROOT
+from mutants import MUTANTS
 from nbgrader.api import Gradebook
 
 CORPUS = ROOT / "tests" / "meta" / "corpus"
@@ -52,6 +53,14 @@ def hijack_break_ddim_and_exit(grade_id, source):
     return source.replace(").clamp(-1, 1)", ")") if grade_id == "ddim" else source
 
 
+def one_mistake_per_part(grade_id, source):
+    """A mistake from the mutation suite in every graded cell (submitted with the reference model)."""
+    mistakes = dict(MUTANTS.values())   # the last mutant listed for each part
+    for old, new in mistakes.get(grade_id, []):
+        source = source.replace(old, new)
+    return source
+
+
 @pytest.mark.timeout(1800)
 def test_autograde_feedback_export(tmp_path):
     course = tmp_path
@@ -62,6 +71,7 @@ def test_autograde_feedback_export(tmp_path):
     students = {"carol": (CORPUS / "noisy.ipynb", None, True),         # correct; prints, warns, stderr, tqdm bars
                 "dave": (REFERENCE, hijack_break_ddim_and_exit, True),  # fakes the grader, DDIM without clipping,
                                                                         # os._exit in the in-painting cell
+                "eve": (REFERENCE, one_mistake_per_part, True),        # a plausible mistake in every part
                 "bob": (None, None, False)}                             # the untouched assignment, no model
     for student in students:
         nbgrader(course, "db", "student", "add", student)
@@ -89,12 +99,21 @@ def test_autograde_feedback_export(tmp_path):
     assert dave["inpainting"] == 0, dave                                    # os._exit costs its own part only
     assert all(dave[part] == PARTS[part] for part in PARTS if part not in ("ddim", "inpainting")), dave
 
-    # the same points through make grade's path (tests/runner.py) for the same notebook
-    submitted = course / "submitted" / "dave" / "ddpm" / "assignment.ipynb"
-    out = tmp_path / "dave.json"
-    subprocess.run([sys.executable, str(ROOT / "tests" / "runner.py"), str(submitted), "--out", str(out)],
-                   check=True, timeout=900)
-    assert {part: r["points"] for part, r in json.loads(out.read_text())["parts"].items()} == dave
+    # one score everywhere: make grade (and so Gradescope, which runs the same runner) gives every notebook the same
+    # points per part as nbgrader, and its feedback report says so
+    out = tmp_path / "grades"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "grade.py"), str(course / "submitted"), "--out", str(out)],
+                   check=True, timeout=1800)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "ddpm") as gb:
+        for student in students:
+            nbgrader_points = {part: gb.find_grade(f"test_{part}", "assignment", "ddpm", student).score for part in PARTS}
+            result = json.loads((out / f"{student}_ddpm.json").read_text())
+            assert {part: r["points"] for part, r in result["parts"].items()} == nbgrader_points, student
+            assert abs(result["points"] - float(grades[student]["score"])) < 0.011, student
+            if student == "eve":   # every part with a mistake loses points
+                assert all(nbgrader_points[part] < PARTS[part] for part in CELLS), nbgrader_points
+            report = (out / f"{student}_ddpm.md").read_text()
+            assert f"**{result['points']:g} of {total:g} points.**" in report, student
     feedback = (course / "feedback" / "dave" / "ddpm" / "assignment.html").read_text()
     assert "Hint:" in feedback and "clipped" in feedback
     for student in students:
