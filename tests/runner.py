@@ -143,10 +143,13 @@ def _pids_cgroup(name, limit):
             if not (root / "pids.max").exists() and not (root / "cgroup.procs").exists():
                 continue
             group.mkdir(exist_ok=True)
-            (group / "pids.max").write_text(str(limit))
-            return group
         except OSError:
             continue
+        try:
+            (group / "pids.max").write_text(str(limit))
+            return group
+        except OSError:       # cgroup v2 without the pids controller delegated here
+            _remove(group)
     return None
 
 
