@@ -31,8 +31,7 @@ def report(part, result):
         if check["outcome"] == "passed":
             lines.append(f"  ✓ {what}")
         else:
-            hint = check["message"].strip().removeprefix("AssertionError: ").replace("\n", " ")
-            lines.append(f"  ✗ {what}\n      Hint: {hint}")
+            lines.append(f"  ✗ {what}\n      Hint: {check['message']}")
     return "\n".join(lines) + "\n"
 
 

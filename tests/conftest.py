@@ -70,8 +70,9 @@ def pytest_runtest_makereport(item, call):
         "checked": checked(item), "outcome": "running", "message": ""})
     if result["outcome"] in ("running", "passed") and (report.failed or report.skipped):
         crash = getattr(report.longrepr, "reprcrash", None)
+        message = crash.message if crash else str(report.longrepr[-1] if report.skipped else report.longrepr)
         result["outcome"] = "failed" if report.failed else "skipped"
-        result["message"] = crash.message if crash else str(report.longrepr[-1] if report.skipped else report.longrepr)
+        result["message"] = message.strip().removeprefix("AssertionError: ").replace("\n", " ")   # the student's hint
     if call.when == "teardown":
         result["outcome"] = "passed" if result["outcome"] == "running" else result["outcome"]
         _write_results(item.config)
@@ -142,7 +143,7 @@ def pytest_pyfunc_call(pyfuncitem):
     if part is None or "ns" not in pyfuncitem.funcargs or part in _spoiled:   # tests/meta have fixtures of their own
         return None
     fixtures = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    grader.run_check(pyfuncitem.obj, _notebook(pyfuncitem.config), pyfuncitem.module.PART, **fixtures)
+    grader.run_check(pyfuncitem.obj, _notebook(pyfuncitem.config), part, **fixtures)
     return True
 
 

@@ -40,10 +40,9 @@ def results(submission):
     for check in graded["checks"]:
         if check["outcome"] == "skipped":       # e.g. the GPU checks: Gradescope has no GPU
             continue
-        hint = check["message"].strip().removeprefix("AssertionError: ").replace("\n", " ")
         tests.append({"name": f"{check['part']}: {check.get('checked') or check['test']}",
                       "score": check["points"], "max_score": check["max"], "visibility": "visible",
-                      "output": "" if check["outcome"] == "passed" else f"Hint: {hint}"})
+                      "output": "" if check["outcome"] == "passed" else f"Hint: {check['message']}"})
     summary = [f"{part}: {r['points']:g} of {r['max']:g} points" for part, r in graded["parts"].items()]
     if model is None:
         summary.insert(0, "No trained model (data/ddpm_mnist.pt) was found in your submission: the code parts are "

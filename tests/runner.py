@@ -33,12 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from grader import PARTS
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-
-import grader  # noqa: E402
-from grader import PARTS  # noqa: E402
 
 LIMITS = {"cpu_per_check": 120, "wall_per_check": 1800, "wall_per_part": 3600, "memory_gb": 8.0, "file_mb": 200,
           "processes": 128}
@@ -76,7 +74,7 @@ def _child(notebook, part, checkpoint, results, log, limits):
     os._exit(int(code))
 
 
-def _why_stopped(status, limits):
+def _why_stopped(status):
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig in (signal.SIGXCPU, signal.SIGKILL):
@@ -85,7 +83,7 @@ def _why_stopped(status, limits):
     return f"the code ended the grader's process (exit code {os.WEXITSTATUS(status)}) before its checks were done"
 
 
-def part_result(part, results_file, status, limits):
+def part_result(part, results_file, status):
     """{"points", "max", "checks": [...]} of one part from the child's results file and exit status."""
     try:
         data = json.loads(Path(results_file).read_text())
@@ -97,11 +95,11 @@ def part_result(part, results_file, status, limits):
         check = done.get(nodeid)
         if not check or check["outcome"] not in ("passed", "failed", "skipped"):
             check = {**(check or {"test": nodeid.split("::", 1)[-1], "checked": ""}), "outcome": "failed",
-                     "message": f"Not finished: while grading this part, {_why_stopped(status, limits)}."}
+                     "message": f"Not finished: while grading this part, {_why_stopped(status)}."}
         checks.append({**check, "part": part})
     if not collected:
         checks = [{"test": "grading", "part": part, "checked": "The checks of this part ran.", "outcome": "failed",
-                   "message": f"This part could not be graded: {_why_stopped(status, limits)}."}]
+                   "message": f"This part could not be graded: {_why_stopped(status)}."}]
     counted = [c for c in checks if c["outcome"] != "skipped"]
     total = PARTS[part]
     for c in checks:
@@ -190,7 +188,7 @@ def _run_forked(notebook, part, checkpoint, limits, scratch):
         time.sleep(0.05)
     _kill_group(pid)                                  # anything it left running in the background
     _remove(group)
-    return part_result(part, files[0], status, limits)
+    return part_result(part, files[0], status)
 
 
 def _run_sandboxed(bwrap, notebook, part, checkpoint, limits, hide):
@@ -204,7 +202,7 @@ def _run_sandboxed(bwrap, notebook, part, checkpoint, limits, hide):
                               preexec_fn=lambda: _enter(group), env={**os.environ, "DDPM_IN_SANDBOX": "1"})
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, ValueError, IndexError):
-        return part_result(part, "", 9, limits)       # 9: as if killed (signal 9)
+        return part_result(part, "", 9)       # 9: as if killed (signal 9)
     finally:
         _remove(group)
 
