@@ -1,26 +1,23 @@
 """The grader's pytest set-up: `pytest tests --notebook PATH` grades PATH (default: solution.ipynb).
 
 Each test module grades one part (its PART) and gets `ns`: the names that part's cell defines, run on top of the
-reference solution's other parts. tests/meta checks the project itself and is skipped when grading a submission.
+reference solution's other parts, in a worker process of its own (grader.namespace, tests/remote.py). No submitted
+code runs in this process: the checks judge what comes back from the worker, so nothing in a notebook can change a
+check, a score or the results file. tests/meta checks the project itself and is skipped when grading a submission.
 
-Each check may compute for --cpu-timeout seconds of CPU time (a module's CPU_SECONDS overrides it): CPU time, not
-wall-clock time, so that a busy machine never fails a check while an endless loop does. Two guards keep one bad
-part from costing more than its own points: a part whose check ran out of time, or whose code changed torch,
-Python's builtins or the grader, fails its remaining checks at once instead of running them. tests/runner.py
-runs each part in a process of its own, so nothing a part does can reach another.
+Each check may make the worker compute for --cpu-timeout seconds of CPU time (a module's CPU_SECONDS overrides it):
+CPU time, not wall-clock time, so that a busy machine never fails a check while an endless loop does. A part whose
+check ran out of time fails its remaining checks at once instead of running them.
 """
-import builtins
 import json
 import signal
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 import grader
-import reference
+import remote
 from grader import REFERENCE, Unloadable
 
 _spoiled = {}  # part -> why its remaining checks fail at once
@@ -55,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
     _write_results(config)
 
 
-TIMED_OUT = "did not finish within its CPU time"
+TIMED_OUT = remote.TIMED_OUT
 
 
 @pytest.hookimpl(wrapper=True)
@@ -65,7 +62,7 @@ def pytest_runtest_makereport(item, call):
     if part and report.failed and ("Timeout" in str(report.longrepr) or TIMED_OUT in str(report.longrepr)):
         _spoiled.setdefault(part, "an earlier check of this part did not finish in time")
     result = _results.setdefault(item.nodeid, {
-        "test": item.nodeid.split("::", 1)[-1],
+        "test": item.nodeid.split("::", 1)[-1], "part": part,
         "part_title": (item.module.__doc__ or "").strip().splitlines()[0] if item.module.__doc__ else "",
         "checked": checked(item), "outcome": "running", "message": ""})
     if result["outcome"] in ("running", "passed") and (report.failed or report.skipped):
@@ -95,12 +92,11 @@ def _write_results(config):
         Path(path).write_text(json.dumps({"collected": _collected, "results": _results}, indent=1))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
-    if not hasattr(item.module, "PART"):  # tests/meta: the project's own tests, no submitted code
-        return (yield)
-    with grader.untrusted():
-        return (yield)
+@pytest.fixture(autouse=True, scope="module")
+def _workers_of_the_part():
+    """A part's workers end with its checks."""
+    yield
+    grader.close_workers()
 
 
 @pytest.fixture(autouse=True)
@@ -110,6 +106,7 @@ def cpu_time_limit(request):
     if not seconds or not hasattr(request.module, "PART"):
         yield
         return
+    remote.check_started(seconds)      # the worker's CPU time; SIGPROF below counts this process's own
 
     def stop(signum, frame):
         pytest.fail(f"Your code {TIMED_OUT} ({seconds:.0f} s of computing): is there an endless loop?", pytrace=False)
@@ -145,26 +142,3 @@ def pytest_pyfunc_call(pyfuncitem):
     fixtures = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     grader.run_check(pyfuncitem.obj, _notebook(pyfuncitem.config), part, **fixtures)
     return True
-
-
-@pytest.fixture(autouse=True)
-def untampered(request):
-    """Fail (and undo) any change that submitted code makes to torch, builtins or the grader's own modules."""
-    guarded = [torch, torch.Tensor, F, nn.Module, builtins, grader, reference, request.module]
-    before = [dict(vars(obj)) for obj in guarded]
-    yield
-    changed = []
-    for obj, snapshot in zip(guarded, before):
-        current = vars(obj)
-        for key, value in snapshot.items():
-            now = current.get(key, snapshot)
-            dynamo = obj is torch and key == "manual_seed" and getattr(now, "__wrapped__", None) is value
-            if now is not value and not dynamo:  # torch._dynamo, imported lazily by optimizers, wraps manual_seed
-                changed.append(f"{getattr(obj, '__name__', obj)}.{key}")
-                setattr(obj, key, value)
-    if changed:
-        part = getattr(request.module, "PART", None)
-        if part:
-            _spoiled[part] = "your code changes what the grader relies on"
-        pytest.fail(f"Your code changes {', '.join(changed[:3])}, which the grader relies on: that is not allowed.",
-                    pytrace=False)

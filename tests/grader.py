@@ -1,21 +1,23 @@
 """Load the graded cells of a notebook by their nbgrader grade_id, and run the checks of a part.
 
 The reference notebook is the one source of the parts and their points:
-* CELLS: the solution cells (grade_id), in the notebook's order. `load(notebook, part)` runs the reference
+* CELLS: the solution cells (grade_id), in the notebook's order. `namespace(notebook, part)` runs the reference
   notebook's setup cell, then every cell of CELLS in order: the notebook's own cell for `part`, the reference
-  solution's cell for the others. A mistake in one part therefore costs the points of that part only.
-  Nothing else in the notebook runs: no data loading, no training, no plots.
+  solution's cell for the others, in a worker process (tests/remote.py) that the checks reach only through data.
+  A mistake in one part therefore costs the points of that part only. Nothing else in the notebook runs: no data
+  loading, no training, no plots. `load()` does the same here, in this process, for the notebooks the project
+  trusts (the reference, for the tools).
 * PARTS: {part: points}, from the autograded test cells `test_<part>` (their nbgrader points). The checks of a
   part are the test_* functions of tests/test_<part>.py; the part's points are shared equally among them.
 """
-import contextlib
 import importlib
 import json
-import os
-import sys
+import marshal
 from pathlib import Path
 
 import pytest
+
+import remote
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "solution.ipynb"
@@ -26,35 +28,15 @@ class SubmissionError(Exception):
     """A problem with the submitted notebook itself, worded for the student."""
 
 
-_untrusted = [False]  # True while submitted code may run
-
-
-def _deny_grader_files(event, args):
-    """An audit hook: submitted code may not open the reference solution or the grader's own files."""
-    if _untrusted[0] and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
-        path = os.path.realpath(os.fsdecode(args[0]))
-        if path == str(REFERENCE.resolve()) or path.startswith(str(ROOT.resolve() / "tests") + os.sep):
-            raise PermissionError("submitted code may not read the grader's or the solution's files")
-
-
-sys.addaudithook(_deny_grader_files)
-
-
-@contextlib.contextmanager
-def untrusted():
-    """Run submitted code (its cells, or checks that call into it) with the grader's files closed to it."""
-    before, _untrusted[0] = _untrusted[0], True
-    try:
-        yield
-    finally:
-        _untrusted[0] = before
-
-
 class Namespace(dict):
     """The names a notebook defines; a missing name fails the check with a message instead of a KeyError."""
 
     def __missing__(self, name):
         raise AssertionError(f"Your notebook does not define `{name}`: keep the names and arguments the assignment gives.")
+
+    def run(self, probe, *args, **kwargs):
+        """As remote.Namespace.run: here, a probe is just called."""
+        return probe(*args, **kwargs)
 
 
 def cells_by_grade_id(notebook):
@@ -79,14 +61,14 @@ def cells_by_grade_id(notebook):
     return sources
 
 
-def _cell(sources, grade_id, notebook):
+def _cell(sources, grade_id, notebook, optimize=-1):
     source = sources.get(grade_id)
     if source is None:
         raise SubmissionError(f"Your notebook has no cell '{grade_id}'. Was it deleted, or its metadata changed? "
                               "Copy the cell back from a fresh copy of the assignment.")
     if isinstance(source, SubmissionError):
         raise source
-    return compile(source, f"<cell {grade_id} of {Path(notebook).name}>", "exec")
+    return compile(source, f"<cell {grade_id} of {Path(notebook).name}>", "exec", optimize=optimize)
 
 
 _loaded = {}
@@ -95,15 +77,21 @@ _loaded = {}
 def load(notebook=REFERENCE, part=None, extra=(), own_earlier=False):
     """A namespace (dict) with the setup and all parts defined: `part` from `notebook`, the rest from the reference.
 
-    part=None takes every part from `notebook`. `extra` names further cells of `notebook` to run after the parts.
-    own_earlier=True also takes the cells before `part` from `notebook` (its own helpers, see failed_checks).
-    Raises SubmissionError with a student-safe message if a cell is missing, fails or hangs. Results and errors
-    are cached, so a broken cell is run (and waited for) once, not once per check.
+    Runs the cells here, in this process: for notebooks the project trusts (the reference, the tools). Checks of a
+    submission use namespace(), which runs them in a worker. part=None takes every part from `notebook`; `extra`
+    names further cells of `notebook` to run after the parts; own_earlier=True also takes the cells before `part`
+    from `notebook`. Raises SubmissionError if a cell is missing or fails. Cached.
     """
     key = (str(notebook), part, tuple(extra), own_earlier)
     if key not in _loaded:
+        namespace = {"__name__": "submission"}
         try:
-            _loaded[key] = _run_cells(notebook, part, tuple(extra), own_earlier)
+            for name, code in _compiled(notebook, part, tuple(extra), own_earlier):
+                try:
+                    exec(marshal.loads(code), namespace)
+                except Exception as err:
+                    raise SubmissionError(f"Running your cell '{name}' raised {type(err).__name__}: {err}") from None
+            _loaded[key] = Namespace(namespace)
         except SubmissionError as err:
             _loaded[key] = err
     if isinstance(_loaded[key], SubmissionError):
@@ -111,28 +99,24 @@ def load(notebook=REFERENCE, part=None, extra=(), own_earlier=False):
     return _loaded[key]
 
 
-def _run_cells(notebook, part, extra, own_earlier):
+_loaded = {}
+
+
+def _compiled(notebook, part, extra=(), own_earlier=False):
+    """[(grade_id, marshalled code)]: the reference's setup cell, then each cell of CELLS (and `extra`), from
+    `notebook` for `part` (all of them if part is None) and from the reference for the others. The reference's
+    cells are compiled without docstrings. Raises SubmissionError for a missing cell or a syntax error."""
     own = cells_by_grade_id(notebook)
-    namespace = {"__name__": "submission"}
-    exec(_cell(REFERENCE_CELLS, SETUP, REFERENCE), namespace)
     earlier = CELLS[:CELLS.index(part)] if own_earlier and part in CELLS else ()
-    for name in CELLS + extra:
+    cells = [(SETUP, marshal.dumps(_cell(REFERENCE_CELLS, SETUP, REFERENCE, optimize=2)))]
+    for name in CELLS + tuple(extra):
         mine = part is None or name == part or name in extra or name in earlier
         try:
-            code = _cell(own, name, notebook) if mine else _cell(REFERENCE_CELLS, name, REFERENCE)
+            code = _cell(own, name, notebook) if mine else _cell(REFERENCE_CELLS, name, REFERENCE, optimize=2)
         except SyntaxError as err:
             raise SubmissionError(f"Your cell '{name}' has a syntax error on line {err.lineno}: {err.msg}.") from None
-        try:
-            with untrusted():
-                exec(code, namespace)
-        except pytest.fail.Exception:  # a time limit interrupts a cell that runs too long
-            raise SubmissionError(f"Your cell '{name}' did not finish in time: is there an endless loop?") from None
-        except (SystemExit, KeyboardInterrupt) as err:
-            raise SubmissionError(f"Running your cell '{name}' raised {type(err).__name__}: a graded cell should only "
-                                  "define things, not stop the program.") from None
-        except Exception as err:
-            raise SubmissionError(f"Running your cell '{name}' raised {type(err).__name__}: {err}") from None
-    return Namespace(namespace)
+        cells.append((name, marshal.dumps(code)))
+    return cells
 
 
 class Unloadable(dict):
@@ -146,12 +130,37 @@ class Unloadable(dict):
         raise AssertionError(self.reason)
 
 
+_workers = {}
+
+
 def namespace(notebook, part, own_earlier=False):
-    """load(), or an Unloadable that fails each check with the student-safe reason."""
-    try:
-        return load(notebook, part, own_earlier=own_earlier)
-    except SubmissionError as err:
-        return Unloadable(str(err))
+    """The names that load() would define, run in a worker process (tests/remote.py) instead of here; or an
+    Unloadable that fails each check with the student-safe reason. One worker per (notebook, part, own_earlier)."""
+    key = (str(notebook), part, own_earlier)
+    if key not in _workers:
+        try:
+            ns, failed = remote.spawn(_compiled(notebook, part, own_earlier=own_earlier))
+            _workers[key] = ns if ns else Unloadable(_load_failure(*failed))
+        except SubmissionError as err:
+            _workers[key] = Unloadable(str(err))
+    return _workers[key]
+
+
+def _load_failure(name, kind, message):
+    if kind == "died":
+        return f"Your cells could not be run: {message}"
+    if kind == "stop":
+        return (f"Running your cell '{name}' raised {message}: a graded cell should only define things, not stop "
+                "the program.")
+    return f"Running your cell '{name}' raised {message}"
+
+
+def close_workers():
+    """End every worker (the checks of a part are done)."""
+    for ns in _workers.values():
+        if isinstance(ns, remote.Namespace):
+            ns.close()
+    _workers.clear()
 
 
 def run_check(check, notebook, part, **fixtures):
@@ -160,12 +169,13 @@ def run_check(check, notebook, part, **fixtures):
     A student may define a helper in an earlier part and use it later (a schedule function, a method of their
     Diffusion class). If the check fails that way, it runs again with the notebook's own earlier cells, and
     passes if it passes there: a mistake in an earlier part then costs that part only, and a helper costs nothing.
-    Only an ordinary exception is retried: a timeout or an exit ends the check."""
+    Only an ordinary failure is retried: a timeout, an exit or a crash of the submitted code ends the check."""
     isolated = fixtures.pop("ns", None)
     isolated = namespace(notebook, part) if isolated is None else isolated
     try:
-        with untrusted():
-            return _stopped_is_failed(check, isolated, fixtures)
+        return check(ns=isolated, **fixtures)
+    except remote.Died:
+        raise
     except Exception as first:
         if part not in CELLS or CELLS.index(part) == 0:
             raise
@@ -173,31 +183,29 @@ def run_check(check, notebook, part, **fixtures):
         if isinstance(chained, Unloadable):
             raise
         try:
-            with untrusted():
-                return _stopped_is_failed(check, chained, fixtures)
+            return check(ns=chained, **fixtures)
+        except remote.Died:
+            raise first from None
         except Exception as second:
             missing = isinstance(first, (NameError, AttributeError)) or isinstance(isolated, Unloadable)
             raise (second if missing else first) from None
-
-
-def _stopped_is_failed(check, ns, fixtures):
-    try:
-        return check(ns=ns, **fixtures)
-    except (SystemExit, KeyboardInterrupt) as err:   # raised by the submitted code the check called
-        raise AssertionError(f"your code raised {type(err).__name__} while it was checked.") from None
 
 
 def failed_checks(part, notebook):
     """Run every check of `part` (the test_* functions of tests/test_<part>.py) on a notebook; return the failures."""
     module = importlib.import_module(f"test_{part}")
     failures = []
-    for name in sorted(n for n in dir(module) if n.startswith("test_")):
-        try:
-            run_check(getattr(module, name), str(notebook), part)
-        except pytest.skip.Exception:
-            continue
-        except Exception as err:
-            failures.append(f"{name}: {type(err).__name__}: {err}")
+    try:
+        for name in sorted(n for n in dir(module) if n.startswith("test_")):
+            remote.check_started(getattr(module, "CPU_SECONDS", None) or remote.LIMITS["cpu_per_check"])
+            try:
+                run_check(getattr(module, name), str(notebook), part)
+            except pytest.skip.Exception:
+                continue
+            except Exception as err:
+                failures.append(f"{name}: {type(err).__name__}: {err}")
+    finally:
+        close_workers()
     return failures
 
 

@@ -13,7 +13,7 @@ import torch
 
 import quality
 import reference as ref
-from grader import REFERENCE, SubmissionError, load
+from grader import REFERENCE, SubmissionError, Unloadable, namespace
 
 PART = "sample_quality"   # its own part, with the notebook's U-Net cell (the model is rebuilt with it)
 CPU_SECONDS = 600         # sampling is the longest check: 256 digits x 20 steps take about 20 s of one core
@@ -29,6 +29,9 @@ def checkpoint_of(notebook, checkpoint=None):
 
 
 def load_model(ns, path, device):
+    """The submission's UNet (ns: a namespace, here or in a worker) with the weights of its checkpoint at `path`."""
+    if isinstance(ns, Unloadable):
+        raise SubmissionError(ns.reason)
     if not path.exists():
         raise SubmissionError(f"No trained model was submitted: {path.name} should be in data/ next to your notebook.")
     try:
@@ -76,9 +79,9 @@ def mnist_test_features():
 def statistics(notebook, checkpoint, on_gpu):
     device = torch.device("cuda" if on_gpu else "cpu")
     try:
-        model = load_model(load(notebook, "unet"), checkpoint_of(notebook, checkpoint), device)
+        model = load_model(namespace(notebook, "unet"), checkpoint_of(notebook, checkpoint), device)
     except SubmissionError:   # perhaps the U-Net uses a helper of an earlier cell: try with the notebook's own
-        model = load_model(load(notebook, "unet", own_earlier=True), checkpoint_of(notebook, checkpoint), device)
+        model = load_model(namespace(notebook, "unet", own_earlier=True), checkpoint_of(notebook, checkpoint), device)
     setting = GPU if on_gpu else CPU
     return quality.statistics(quality.load_classifier(), sample(model, device, **setting), mnist_test_features())
 

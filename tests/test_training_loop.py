@@ -1,7 +1,4 @@
 """L_simple (eq. 14, Algorithm 1) and the training loop."""
-import os
-import tempfile
-
 import torch
 
 import reference as ref
@@ -81,7 +78,13 @@ def test_train_reduces_the_loss(ns):
     assert len(losses) == 60, "train should return one loss per step."
     assert all(isinstance(v, float) for v in losses), "the losses should be plain floats (loss.item())."
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5, "the loss should go down on a small fixed data set."
-    assert isinstance(ema, torch.nn.Module), "train should return the EMA model and the losses."
+    assert ns.run(_is_module, ema), "train should return the EMA model and the losses."
+
+
+def _is_module(obj):
+    """A probe (ns.run)."""
+    import torch
+    return isinstance(obj, torch.nn.Module)
 
 
 def test_train_uses_the_images_as_given(ns):
@@ -108,6 +111,19 @@ def test_gradients_are_zeroed_between_steps(ns):
     """Gradients are reset between optimizer steps (no accumulation from one step to the next)."""
     # What is checked is the mistake itself: when a backward pass starts, the gradients of the previous step must
     # be gone (None or zero). Whatever happens between backward and step (clipping, scaling) is the student's choice.
+    torch.manual_seed(0)
+    leftovers, steps = ns.run(_gradients_at_each_backward, ns["train"], ns["UNet"], ns["Diffusion"])
+    assert len(steps) == 3, "train should take one optimizer step (optimizer.step()) per training step."
+    assert len(leftovers) == 3, "train should call loss.backward() once per training step."
+    assert all(v == 0 for v in leftovers[1:]), \
+        "the gradients of the previous step were still there when the next backward pass began: " \
+        "zero them once per step (optimizer.zero_grad())."
+
+
+def _gradients_at_each_backward(train, UNet, Diffusion):
+    """The largest gradient left when each backward pass starts, and the backward count at each AdamW step, over
+    3 steps of train. A probe (ns.run): it watches torch where the submitted code runs."""
+    import torch
     leftovers, steps = [], []
     real_backward, real_step = torch.autograd.backward, torch.optim.AdamW.step
 
@@ -119,43 +135,61 @@ def test_gradients_are_zeroed_between_steps(ns):
         steps.append(len(leftovers))
         return real_step(self, *args, **kwargs)
 
-    torch.manual_seed(0)
-    model = ns["UNet"](base_channels=8, time_emb_dim=16)
+    model = UNet(base_channels=8, time_emb_dim=16)
     params = list(model.parameters())
     torch.autograd.backward, torch.optim.AdamW.step = recording_backward, recording_step
     try:
-        ns["train"](model, ns["Diffusion"](), torch.rand(32, 1, 28, 28) * 2 - 1, batch_size=16, max_steps=3, progress=False)
+        train(model, Diffusion(), torch.rand(32, 1, 28, 28) * 2 - 1, batch_size=16, max_steps=3, progress=False)
     finally:
         torch.autograd.backward, torch.optim.AdamW.step = real_backward, real_step
-    assert len(steps) == 3, "train should take one optimizer step (optimizer.step()) per training step."
-    assert len(leftovers) == 3, "train should call loss.backward() once per training step."
-    assert all(v == 0 for v in leftovers[1:]), \
-        "the gradients of the previous step were still there when the next backward pass began: " \
-        "zero them once per step (optimizer.zero_grad())."
+    return leftovers, steps
 
 
 def test_train_uses_the_given_loss_fn(ns):
     """train() computes each batch's loss with the loss_fn it is given."""
+    torch.manual_seed(0)
+    calls = ns.run(_loss_fn_calls, ns["train"], ns["UNet"], ns["Diffusion"], ns["diffusion_loss"])
+    assert len(calls) == 3, "train should compute each step's loss with loss_fn(diffusion, model, x0), the loss it is given."
+    assert all(tuple(shape) == (16, 1, 28, 28) for shape in calls), "loss_fn should get the batch x0 of the step."
+
+
+def _loss_fn_calls(train, UNet, Diffusion, diffusion_loss):
+    """The batch shapes that train gives a loss_fn over 3 steps. A probe (ns.run)."""
+    import torch
     calls = []
 
     def loss_fn(diffusion, model, x0):
-        calls.append(x0.shape)
-        return ns["diffusion_loss"](diffusion, model, x0)
+        calls.append(tuple(x0.shape))
+        return diffusion_loss(diffusion, model, x0)
 
-    torch.manual_seed(0)
-    ns["train"](ns["UNet"](base_channels=8, time_emb_dim=16), ns["Diffusion"](), torch.rand(32, 1, 28, 28) * 2 - 1,
-                batch_size=16, max_steps=3, progress=False, loss_fn=loss_fn)
-    assert len(calls) == 3, "train should compute each step's loss with loss_fn(diffusion, model, x0), the loss it is given."
-    assert all(shape == (16, 1, 28, 28) for shape in calls), "loss_fn should get the batch x0 of the step."
+    train(UNet(base_channels=8, time_emb_dim=16), Diffusion(), torch.rand(32, 1, 28, 28) * 2 - 1, batch_size=16,
+          max_steps=3, progress=False, loss_fn=loss_fn)
+    return calls
 
 
 def test_checkpoint_is_written_and_loads(ns):
     """train() writes a checkpoint that load_checkpoint rebuilds."""
+    torch.manual_seed(0)
+    written, losses, saved, returned = ns.run(_checkpoint_round_trip, ns["train"], ns["UNet"], ns["Diffusion"],
+                                              ns["load_checkpoint"], torch.randn(1, 1, 28, 28), torch.tensor([5]))
+    assert written, "train(..., checkpoint_path=path) should save the model to path."
+    assert losses == 3, "the checkpoint should hold the losses."
+    assert torch.allclose(saved, returned, atol=1e-6), "the saved model should be the EMA model train returns."
+
+
+def _checkpoint_round_trip(train, UNet, Diffusion, load_checkpoint, x, t):
+    """Train 3 steps with a checkpoint_path, load it back: (written?, number of losses, the loaded model's output,
+    the returned EMA model's output). A probe (ns.run): the file is written where the submitted code runs."""
+    import os
+    import tempfile
+    import torch
+    images = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(4)) * 2 - 1
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.pt")
-        _, ema, _ = _train(ns, steps=3, checkpoint_path=path)
-        assert os.path.exists(path), "train(..., checkpoint_path=path) should save the model to path."
-        model, losses = ns["load_checkpoint"](path)
-        assert len(losses) == 3, "the checkpoint should hold the losses."
-        x, t = torch.randn(1, 1, 28, 28), torch.tensor([5])
-        assert torch.allclose(model(x, t), ema(x, t), atol=1e-6), "the saved model should be the EMA model train returns."
+        ema, _ = train(UNet(base_channels=8, time_emb_dim=16), Diffusion(), images, batch_size=32, lr=3e-3,
+                       warmup_steps=5, max_steps=3, progress=False, checkpoint_path=path)
+        if not os.path.exists(path):
+            return False, 0, None, None
+        model, losses = load_checkpoint(path)
+        with torch.no_grad():
+            return True, len(losses), model(x, t), ema(x, t)

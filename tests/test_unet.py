@@ -35,7 +35,9 @@ def test_arguments(ns):
 
 def _awake(model):
     """The model with every all-zero parameter given small random values: a zero-initialised output layer (a
-    correct and common practice) makes a fresh network's output constant, which says nothing about its wiring."""
+    correct and common practice) makes a fresh network's output constant, which says nothing about its wiring.
+    A probe: it runs where the model is (ns.run)."""
+    import torch
     with torch.no_grad():
         for p in model.parameters():
             if not p.any():
@@ -45,7 +47,7 @@ def _awake(model):
 
 def test_depends_on_t_and_x(ns):
     """The output depends on both x_t and t."""
-    model = _awake(_model(ns))
+    model = ns.run(_awake, _model(ns))
     x = torch.randn(2, 1, 28, 28)
     t = torch.tensor([3, 3])
     assert not torch.allclose(model(x, t), model(x, torch.tensor([600, 600])), atol=1e-6), \
@@ -70,7 +72,10 @@ def test_sinusoidal_embedding(ns):
 
 
 def _record(model, x, t):
-    """Concatenations of feature maps along channels, and the input channels each conv/norm layer saw, by width."""
+    """Concatenations of feature maps along channels, and the input channels each conv/norm layer saw, by width.
+    A probe: it runs where the model is (ns.run) and returns only what it saw."""
+    import torch
+    import torch.nn as nn
     cats, seen = [], []
     real = {name: getattr(torch, name) for name in ("cat", "concat", "concatenate")}
 
@@ -99,8 +104,8 @@ def _record(model, x, t):
 
 def test_skips_are_concatenated(ns):
     """Skip connections are concatenated (torch.cat along channels) at every resolution: 28, 14 and 7 pixels."""
-    model = _awake(_model(ns))
-    cats, seen = _record(model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]))
+    model = ns.run(_awake, _model(ns))
+    cats, seen = ns.run(_record, model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]))
     assert cats, "the decoder should concatenate skip connections (torch.cat([h, skip], dim=1)); no concatenation was seen."
     missing = sorted({28, 14, 7} - {width for width, _, _, _ in cats}, reverse=True)   # the text's rule, as stated
     assert not missing, (f"no skip connection is concatenated at {', '.join(map(str, missing))} pixels: the decoder "
@@ -114,11 +119,15 @@ def test_skips_are_concatenated(ns):
 
 def test_every_parameter_gets_a_gradient(ns):
     """Every parameter gets a gradient (no unused layers)."""
-    model = _model(ns)
-    x = torch.randn(4, 1, 28, 28)
-    model(x, torch.randint(0, 1000, (4,))).pow(2).mean().backward()
-    unused = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    unused = ns.run(_without_gradient, _model(ns), torch.randn(4, 1, 28, 28), torch.randint(0, 1000, (4,)))
     assert not unused, f"these parameters get no gradient (unused layers?): {', '.join(unused[:5])}"
+
+
+def _without_gradient(model, x, t):
+    """The parameters that get no finite gradient from a loss on the output. A probe (ns.run)."""
+    import torch
+    model(x, t).pow(2).mean().backward()
+    return [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
 
 
 def test_parameter_count(ns):

@@ -55,7 +55,8 @@ IN_PROCESS = {
     "function renamed": ("inpainting", replace("def inpaint(", "def in_paint("), "does not define `inpaint`"),
     "raises at import": ("training_loop", append("raise ValueError('oops')"), "raised ValueError"),
     "huge allocation": ("unet", append("_big = torch.empty(2**62)"), "raised RuntimeError"),
-    "reads the solution": ("unet", append(f"_stolen = open({str(REFERENCE)!r}).read()"), "PermissionError"),
+    "reads the solution": ("unet", append(f"_stolen = open({str(REFERENCE)!r}).read()"),
+                           "Error: "),   # FileNotFoundError in the sandbox (hidden), PermissionError without it
     "wrong device": ("unet", replace("return self.conv_out(F.silu(self.norm_out(h)))",
                                      "return self.conv_out(F.silu(self.norm_out(h))).to('meta')"), ""),
     "NaN output": ("unet", replace("return self.conv_out(F.silu(self.norm_out(h)))",
@@ -71,6 +72,51 @@ def test_broken_part_fails_with_a_message_and_the_others_pass(name, tmp_path):
     assert failures and any(message in f for f in failures), failures
     other = "inpainting" if part != "inpainting" else "forward_process"
     assert failed_checks(other, notebook) == [], f"{name} in {part} should not cost points in {other}"
+
+
+FAKES = """
+import builtins, glob, json, sys
+class _Passes:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: True
+for name in ('grader', 'conftest', 'runner', 'remote', 'pytest', 'reference'):
+    sys.modules[name] = _Passes()
+torch.allclose = torch.equal = lambda *args, **kwargs: True
+torch.Tensor.__eq__ = lambda *args, **kwargs: True
+for path in glob.glob('/tmp/**/*.json', recursive=True) + glob.glob(__SUBMISSIONS__ + '/../**/*.json', recursive=True):
+    try:
+        open(path, 'w').write(json.dumps({'collected': [], 'results': {}, 'points': 24, 'max': 24}))
+    except OSError:
+        pass
+"""
+LEAKS = """
+import inspect
+stolen = []
+for path in ('__ROOT__/solution.ipynb', '__ROOT__/tests/reference.py', '__ROOT__/tests/test_two_point.py'):
+    try:
+        stolen.append(open(path).read()[:3000])
+    except Exception as err:
+        stolen.append(type(err).__name__)
+for thing in (Diffusion, Diffusion.p_sample_step, Diffusion.forward):
+    try:
+        stolen.append(inspect.getsource(thing))
+    except Exception as err:
+        stolen.append(type(err).__name__)
+    stolen.append(str(getattr(thing, '__doc__', '')))
+raise RuntimeError(' '.join(stolen))
+"""
+
+
+def _solution_lines():
+    """Lines of the reference's solution code that the student's notebook does not have."""
+    given = ROOT.joinpath("assignment.ipynb").read_text()
+    nb = json.loads(REFERENCE.read_text())
+    lines = set()
+    for c in nb["cells"]:
+        if c["metadata"].get("nbgrader", {}).get("solution"):
+            lines |= {line.strip() for line in "".join(c["source"]).splitlines()
+                      if len(line.strip()) > 30 and json.dumps(line.strip())[1:-1] not in given}
+    return lines
 
 
 ESCAPES = {  # student -> (the part whose cell does it, edit); all in the two quickest parts, to keep the test short
@@ -94,8 +140,14 @@ ESCAPES = {  # student -> (the part whose cell does it, edit); all in the two qu
     "overwrites_a_sibling": ("forward_process", append(
         "import glob\nfor path in glob.glob(__SUBMISSIONS__ + '/*/data/ddpm_mnist.pt'):\n    open(path, 'wb').write(b'0')")),
     "network": ("two_point", append("import socket\nsocket.create_connection(('127.0.0.1', __PORT__), timeout=5).sendall(b'x')")),
+    # a real mistake, and every way its own process could lie about the result: none reaches the checks
+    "fakes_its_results": ("forward_process", lambda cells, i: (
+        replace("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise", "return abar * x0 + (1.0 - abar) * noise")(cells, i),
+        append(FAKES)(cells, i))),
+    "leaks_the_solution": ("two_point", append(LEAKS)),
 }
-HARMLESS = {"background_process", "grad_mode_off"}   # escapes that break no check of their own part
+# escapes that break no check of their own part: they reach nothing outside the process that runs the part's code
+HARMLESS = {"background_process", "grad_mode_off", "patches_torch", "overwrites_a_sibling", "default_dtype_float64"}
 PARTS_GRADED = ["forward_process", "two_point"]
 
 
@@ -106,7 +158,7 @@ def _sleepers():
 
 @pytest.mark.timeout(1800)
 def test_escapes_hangs_and_tampering_cost_their_own_part_only(tmp_path):
-    """Graded through `make grade`'s runner: each part in its own process, with a CPU-time limit per check."""
+    """Graded through `make grade`: each part's code in a sandboxed worker, with a CPU-time limit per check."""
     assert runner.sandbox(), "bubblewrap (bwrap) is needed to keep submissions off the file system: make test installs it"
     submissions = tmp_path / "submissions"
     server = socket.create_server(("127.0.0.1", 0))
@@ -114,6 +166,7 @@ def test_escapes_hangs_and_tampering_cost_their_own_part_only(tmp_path):
     for student, (part, edit) in ESCAPES.items():
         notebook = variant(submissions, student, part, edit)
         notebook.write_text(notebook.read_text().replace("__SUBMISSIONS__", repr(str(submissions)))
+                            .replace("__ROOT__", str(ROOT))
                             .replace("__PORT__", str(server.getsockname()[1])))
         (notebook.parent / "data").mkdir(exist_ok=True)
         shutil.copy(ROOT / "data" / "ddpm_mnist.pt", notebook.parent / "data" / "ddpm_mnist.pt")
@@ -145,6 +198,9 @@ def test_escapes_hangs_and_tampering_cost_their_own_part_only(tmp_path):
         feedback = (out / f"{student}.md").read_text()   # the student's report names the lost check and its hint
         assert f"✗ {lost[0]['checked']}" in feedback and "**Hint:**" in feedback, feedback
         assert "Hint:" in (out / f"{student}.html").read_text()
+    leaked = [line for line in _solution_lines() if line in (out / "leaks_the_solution.md").read_text()]
+    assert not leaked, f"a submission's feedback shows the solution: {leaked[:3]}"
+    assert "def two_point_mean" not in (out / "leaks_the_solution.md").read_text()
     assert not _sleepers(), "a process started by a submission outlived its grading"
     assert all(path.read_bytes() == content for path, content in before.items()), \
         [str(path) for path, content in before.items() if path.read_bytes() != content]
