@@ -28,7 +28,8 @@ def pytest_addoption(parser):
     parser.addoption("--notebook", default=None, help="the notebook to grade (default: solution.ipynb)")
     parser.addoption("--checkpoint", default=None, help="its trained model (default: data/ddpm_mnist.pt beside it)")
     parser.addoption("--results", default=None, help="write each test's outcome and message to this JSON file")
-    parser.addoption("--cpu-timeout", type=float, default=None, help="CPU seconds per check (default: no limit)")
+    parser.addoption("--cpu-timeout", type=float, default=None,
+                     help="CPU seconds per check (default: remote.LIMITS['cpu_per_check'])")
 
 
 def pytest_configure(config):
@@ -89,7 +90,8 @@ def _write_results(config):
     """After collection and after each check, so that a part whose process dies keeps what it had finished."""
     path = config.getoption("--results")
     if path:
-        Path(path).write_text(json.dumps({"collected": _collected, "results": _results}, indent=1))
+        Path(path).write_text(json.dumps({"collected": _collected, "results": _results,
+                                          "sandbox": remote.sandbox() is not None}, indent=1))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -102,8 +104,9 @@ def _workers_of_the_part():
 @pytest.fixture(autouse=True)
 def cpu_time_limit(request):
     """Stop a check after its CPU seconds (all threads of the process together). SIGPROF counts CPU time only."""
-    seconds = getattr(request.module, "CPU_SECONDS", None) or request.config.getoption("--cpu-timeout")
-    if not seconds or not hasattr(request.module, "PART"):
+    seconds = (getattr(request.module, "CPU_SECONDS", None) or request.config.getoption("--cpu-timeout")
+               or remote.LIMITS["cpu_per_check"])
+    if not hasattr(request.module, "PART"):
         yield
         return
     remote.check_started(seconds)      # the worker's CPU time; SIGPROF below counts this process's own

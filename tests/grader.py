@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import remote
-
+# `remote` (the workers, and torch) is imported where checks run, so that reading PARTS (runner.py) stays light.
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "solution.ipynb"
 SETUP = "setup"
@@ -136,6 +135,7 @@ _workers = {}
 def namespace(notebook, part, own_earlier=False):
     """The names that load() would define, run in a worker process (tests/remote.py) instead of here; or an
     Unloadable that fails each check with the student-safe reason. One worker per (notebook, part, own_earlier)."""
+    import remote
     key = (str(notebook), part, own_earlier)
     if key not in _workers:
         try:
@@ -157,6 +157,7 @@ def _load_failure(name, kind, message):
 
 def close_workers():
     """End every worker (the checks of a part are done)."""
+    import remote
     for ns in _workers.values():
         if isinstance(ns, remote.Namespace):
             ns.close()
@@ -170,6 +171,7 @@ def run_check(check, notebook, part, **fixtures):
     Diffusion class). If the check fails that way, it runs again with the notebook's own earlier cells, and
     passes if it passes there: a mistake in an earlier part then costs that part only, and a helper costs nothing.
     Only an ordinary failure is retried: a timeout, an exit or a crash of the submitted code ends the check."""
+    import remote
     isolated = fixtures.pop("ns", None)
     isolated = namespace(notebook, part) if isolated is None else isolated
     try:
@@ -193,6 +195,7 @@ def run_check(check, notebook, part, **fixtures):
 
 def failed_checks(part, notebook):
     """Run every check of `part` (the test_* functions of tests/test_<part>.py) on a notebook; return the failures."""
+    import remote
     module = importlib.import_module(f"test_{part}")
     failures = []
     try:

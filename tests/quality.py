@@ -1,18 +1,19 @@
 """Sample quality: an evaluation classifier trained on MNIST, its confidence and class histogram on generated
 digits, and the Frechet distance between its features of generated and of real test digits.
 
-tools/train_classifier.py trains the classifier (data/mnist_classifier.pt); tests/test_sample_quality.py grades a
-submission's trained model with it.
+tools/train_classifier.py trains the classifier (data/mnist_classifier.pt) and stores the Gaussian of its features of
+the 10,000 MNIST test digits (data/mnist_test_gaussian.pt), so that grading needs neither the data set nor the time to
+embed it; tests/test_sample_quality.py grades a submission's trained model with them.
 """
 import os
 from pathlib import Path
 
 import torch
-import torchvision
 import torch.nn as nn
 import torch.nn.functional as F
 
 CLASSIFIER = Path(__file__).resolve().parent.parent / "data" / "mnist_classifier.pt"
+TEST_GAUSSIAN = CLASSIFIER.with_name("mnist_test_gaussian.pt")
 
 
 class Classifier(nn.Module):
@@ -32,6 +33,7 @@ class Classifier(nn.Module):
 
 def load_mnist(train, download=False):
     """MNIST from DDPM_DATA_ROOT as images (N, 1, 28, 28) in [-1, 1] and labels (N,), scaled like the notebook's."""
+    import torchvision
     ds = torchvision.datasets.MNIST(os.environ.get("DDPM_DATA_ROOT", "data"), train=train, download=download)
     return ds.data.unsqueeze(1).float() / 127.5 - 1.0, ds.targets
 
@@ -53,23 +55,45 @@ def embed(classifier, images, batch_size=1000):
     return torch.cat(feats), torch.cat(probs)
 
 
+def gaussian(features):
+    """The mean (D,) and covariance (D, D) of features (N, D), in float64."""
+    features = features.double()
+    return features.mean(0), torch.cov(features.T)
+
+
+def test_gaussian(classifier):
+    """The Gaussian of the classifier's features of the 10,000 MNIST test digits (reads the data set)."""
+    return gaussian(embed(classifier, load_mnist(train=False)[0])[0])
+
+
+def save_test_gaussian(classifier, path=TEST_GAUSSIAN):
+    mean, covariance = test_gaussian(classifier)
+    torch.save({"mean": mean, "covariance": covariance}, path)
+
+
+def load_test_gaussian(path=TEST_GAUSSIAN):
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    return stored["mean"], stored["covariance"]
+
+
 def frechet_distance(a, b):
-    """Frechet distance between Gaussians fitted to the rows of a and b: |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2)."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = torch.cov(a.T), torch.cov(b.T)
+    """Frechet distance between Gaussians: |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2).
+
+    a, b: features (N, D), each fitted with a Gaussian, or a Gaussian (mean, covariance) itself."""
+    (mu_a, s_a), (mu_b, s_b) = (x if isinstance(x, tuple) else gaussian(x) for x in (a, b))
     vals, vecs = torch.linalg.eigh(s_a)
     root_a = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
     cross = torch.linalg.eigvalsh(root_a @ s_b @ root_a).clamp(min=0).sqrt().sum()   # Tr (S_a S_b)^1/2
     return ((mu_a - mu_b).pow(2).sum() + s_a.trace() + s_b.trace() - 2 * cross).item()
 
 
-def statistics(classifier, samples, reference_features):
+def statistics(classifier, samples, reference):
     """Mean confidence, class histogram (fractions) and Frechet distance of generated samples."""
     feats, probs = embed(classifier, samples)
     confidence, labels = probs.max(dim=1)
     histogram = torch.bincount(labels, minlength=10).double() / len(labels)
     return {"confidence": confidence.mean().item(), "histogram": histogram.tolist(),
-            "max_class_fraction": histogram.max().item(), "fid": frechet_distance(feats, reference_features)}
+            "max_class_fraction": histogram.max().item(), "fid": frechet_distance(feats, reference)}
 
 
 @torch.no_grad()

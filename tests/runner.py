@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 from grader import PARTS
-from remote import LIMITS, sandbox
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WALL = {"wall_per_check": 1800, "wall_per_part": 3600}   # wall-clock backstops for code that sleeps (CPU is limited)
+# The workers' limits (CPU per check, memory, ...) are remote.LIMITS; `limits` here passes an instructor's changes on.
 
 
 def part_result(part, data, why):
@@ -52,17 +52,18 @@ def part_result(part, data, why):
 
 
 def _checks(notebook, checkpoint, parts, limits, hide):
-    """Run the checks of `parts` in a pytest process; {part: part_result}."""
+    """Run the checks of `parts` in a pytest process; ({part: part_result}, graded in a sandbox?)."""
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
         results = Path(scratch) / "results.json"
         command = [sys.executable, "-m", "pytest", *[str(HERE / f"test_{p}.py") for p in parts],
                    "--notebook", str(notebook), f"--results={results}", "-q", "-c", str(ROOT / "pytest.ini"),
-                   "--rootdir", str(ROOT), "-p", "no:cacheprovider", f"--timeout={limits['wall_per_check']}",
-                   f"--cpu-timeout={limits['cpu_per_check']}"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
-        worker_limits = {k: v for k, v in limits.items() if k in LIMITS}
+                   "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-p", "no:nbval",
+                   f"--timeout={limits['wall_per_check']}"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+        if "cpu_per_check" in limits:
+            command.append(f"--cpu-timeout={limits['cpu_per_check']}")
         env = {**os.environ, "DDPM_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "DDPM_HIDE": os.pathsep.join(map(str, [*(hide or ()), notebook.parent])),
-               "DDPM_LIMITS": json.dumps(worker_limits)}
+               "DDPM_LIMITS": json.dumps({k: v for k, v in limits.items() if k not in WALL})}
         why = "the grader stopped before this check was done"
         try:
             subprocess.run(command, cwd=scratch, capture_output=True, env=env,
@@ -73,15 +74,16 @@ def _checks(notebook, checkpoint, parts, limits, hide):
             data = json.loads(results.read_text())
         except (OSError, ValueError):
             data = {}
-    return {part: part_result(part, data, why) for part in parts}
+    return {part: part_result(part, data, why) for part in parts}, data.get("sandbox", False)
 
 
 def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None, hide=None):
     """Grade `notebook` part by part. Returns {"points", "max", "seconds", "sandbox", "parts": {...}, "checks": [...]}.
 
     jobs: pytest processes that share the parts (default 1: the least CPU; more finish one notebook sooner).
+    limits: wall_per_check and wall_per_part (WALL), and changes to the workers' limits (remote.LIMITS).
     hide: folders the submitted code must not see (other submissions)."""
-    limits = {**LIMITS, **WALL, **(limits or {})}
+    limits = {**WALL, **{k: v for k, v in (limits or {}).items() if v is not None}}
     notebook = Path(notebook).resolve()
     if checkpoint is None:
         checkpoint = notebook.parent / "data" / "ddpm_mnist.pt"
@@ -89,13 +91,14 @@ def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None, hide=No
     groups = [g for g in (parts[i::max(1, jobs or 1)] for i in range(max(1, jobs or 1))) if g]
     start = time.time()
     with concurrent.futures.ThreadPoolExecutor(len(groups)) as pool:
-        results = {}
-        for found in pool.map(lambda g: _checks(notebook, checkpoint, g, limits, hide), groups):
+        results, sandboxed = {}, True
+        for found, in_sandbox in pool.map(lambda g: _checks(notebook, checkpoint, g, limits, hide), groups):
             results.update(found)
+            sandboxed = sandboxed and in_sandbox
     ordered = {p: results[p] for p in parts}
     return {"notebook": str(notebook), "points": round(sum(r["points"] for r in ordered.values()), 2),
             "max": sum(r["max"] for r in ordered.values()), "seconds": round(time.time() - start, 1),
-            "sandbox": bool(sandbox()), "parts": ordered, "checks": [c for r in ordered.values() for c in r["checks"]]}
+            "sandbox": sandboxed, "parts": ordered, "checks": [c for r in ordered.values() for c in r["checks"]]}
 
 
 def main():
@@ -106,7 +109,7 @@ def main():
     parser.add_argument("--jobs", type=int, help="pytest processes sharing the parts (default 1)")
     parser.add_argument("--parts", nargs="*", help="only these parts")
     parser.add_argument("--hide", nargs="*", type=Path, help="folders the submitted code must not see")
-    parser.add_argument("--cpu-per-check", type=float, default=LIMITS["cpu_per_check"])
+    parser.add_argument("--cpu-per-check", type=float, help="CPU seconds per check (default: remote.LIMITS, 120)")
     parser.add_argument("--wall-per-check", type=float, default=WALL["wall_per_check"])
     parser.add_argument("--wall-per-part", type=float, default=WALL["wall_per_part"])
     args = parser.parse_args()

@@ -70,9 +70,6 @@ def sample(model, device, n, steps, seed=0):
     return torch.cat(samples)
 
 
-@functools.lru_cache(maxsize=None)
-def mnist_test_features():
-    return quality.embed(quality.load_classifier(), quality.load_mnist(train=False)[0])[0]
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,7 +80,7 @@ def statistics(notebook, checkpoint, on_gpu):
     except SubmissionError:   # perhaps the U-Net uses a helper of an earlier cell: try with the notebook's own
         model = load_model(namespace(notebook, "unet", own_earlier=True), checkpoint_of(notebook, checkpoint), device)
     setting = GPU if on_gpu else CPU
-    return quality.statistics(quality.load_classifier(), sample(model, device, **setting), mnist_test_features())
+    return quality.statistics(quality.load_classifier(), sample(model, device, **setting), quality.load_test_gaussian())
 
 
 _failed = {}  # a model that could not be loaded or sampled in time is tried once, not once per check

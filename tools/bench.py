@@ -165,7 +165,7 @@ def evaluate(model, use_bf16, classifier, test_features, good):
 
 def time_to_quality(ns, args, precision_of, previous):
     images, _ = ns["load_images"](train=True)
-    classifier, test_features = quality.load_classifier(), tsq.mnist_test_features()
+    classifier, test_features = quality.load_classifier(), quality.load_test_gaussian()
     real = quality.load_mnist(train=True)[0]
     subset = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:1024]]
     floor = quality.frechet_distance(quality.embed(classifier, subset)[0], test_features)
@@ -203,7 +203,7 @@ def time_to_quality(ns, args, precision_of, previous):
 def sampler_sweep(ns):
     """Quality and time of DDIM with few steps against Algorithm 2, on the reference model: 256 samples each."""
     model, _ = ns["load_checkpoint"](str(ROOT / "data" / "ddpm_mnist.pt"), DEVICE)
-    classifier, test_features = quality.load_classifier(), tsq.mnist_test_features()
+    classifier, test_features = quality.load_classifier(), quality.load_test_gaussian()
     use_bf16 = ns["bf16_supported"](DEVICE)
     rows = []
     for steps in (10, 20, 50, 100, 1000):
@@ -243,7 +243,7 @@ def epoch_time(ns):
 def objective(ns, steps):
     "Section 9 of the notebook with 256 samples per objective, scored; saves what the notebook shows."
     images, _ = ns["load_images"](train=True)
-    classifier, test_features = quality.load_classifier(), tsq.mnist_test_features()
+    classifier, test_features = quality.load_classifier(), quality.load_test_gaussian()
     use_bf16 = ns["bf16_supported"](DEVICE)
     start = time.time()
     results = ns["compare_objectives"](ns["Diffusion"]().to(DEVICE), images, steps, n_samples=256, use_bf16=use_bf16,
@@ -263,7 +263,7 @@ def objective(ns, steps):
 def guidance(ns, weights=(0.0, 1.0, 2.0, 4.0), per_digit=50):
     "Section 10's conditional model: per guidance weight, the classifier's agreement with the requested digits."
     model, _ = ns["load_checkpoint"](str(ROOT / "data" / "ddpm_mnist_cond.pt"), DEVICE)
-    classifier, test_features = quality.load_classifier(), tsq.mnist_test_features()
+    classifier, test_features = quality.load_classifier(), quality.load_test_gaussian()
     use_bf16 = ns["bf16_supported"](DEVICE)
     diffusion = ns["Diffusion"]().to(DEVICE)
     labels = torch.arange(10, device=DEVICE).repeat_interleave(per_digit)

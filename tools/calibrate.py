@@ -20,7 +20,7 @@ from grader import REFERENCE, load  # noqa: E402
 SEEDS = range(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
 torch.set_num_threads(2)
 ns = load(REFERENCE)
-classifier, reference = quality.load_classifier(), tsq.mnist_test_features()
+classifier, reference = quality.load_classifier(), quality.load_test_gaussian()
 rows = []
 
 

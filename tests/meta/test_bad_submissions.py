@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import runner
+import remote
 from grader import REFERENCE, ROOT, failed_checks
 
 
@@ -159,7 +159,7 @@ def _sleepers():
 @pytest.mark.timeout(1800)
 def test_escapes_hangs_and_tampering_cost_their_own_part_only(tmp_path):
     """Graded through `make grade`: each part's code in a sandboxed worker, with a CPU-time limit per check."""
-    assert runner.sandbox(), "bubblewrap (bwrap) is needed to keep submissions off the file system: make test installs it"
+    assert remote.sandbox(), "bubblewrap (bwrap) is needed to keep submissions off the file system: make test installs it"
     submissions = tmp_path / "submissions"
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0.5)

@@ -22,7 +22,8 @@ def autograder(tmp_path_factory):
     with zipfile.ZipFile(zipped) as archive:
         names = archive.namelist()
         archive.extractall(tree / "source")
-    assert {"setup.sh", "run_autograder", "solution.ipynb", "tests/runner.py", "data/mnist_classifier.pt"} <= set(names)
+    assert {"setup.sh", "run_autograder", "solution.ipynb", "tests/runner.py", "data/mnist_classifier.pt",
+            "data/mnist_test_gaussian.pt"} <= set(names)
     assert not any(name.startswith("tests/meta") for name in names), "the project's own tests do not belong in it"
     shutil.copy(tree / "source" / "run_autograder", tree / "run_autograder")
     os.chmod(tree / "run_autograder", 0o755)
