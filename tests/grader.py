@@ -37,6 +37,11 @@ class Namespace(dict):
         """As remote.Namespace.run: here, a probe is just called."""
         return probe(*args, **kwargs)
 
+    def standin(self, name, *args):
+        """As remote.Namespace.standin: here, a stand-in model of standins.py."""
+        import standins
+        return getattr(standins, name)(*args)
+
 
 def cells_by_grade_id(notebook):
     """{grade_id: source} of the code cells of a notebook. Raises SubmissionError if it can't be read."""
@@ -127,6 +132,11 @@ class Unloadable(dict):
 
     def __missing__(self, name):
         raise AssertionError(self.reason)
+
+    def run(self, *args, **kwargs):
+        raise AssertionError(self.reason)
+
+    standin = run
 
 
 _workers = {}

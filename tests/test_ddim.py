@@ -3,6 +3,7 @@ import torch
 
 import quality
 import reference as ref
+import standins
 
 PART = "ddim"
 
@@ -13,7 +14,7 @@ def test_step_matches_reference(ns):
     g = torch.Generator().manual_seed(0)
     x_t, eps = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g)
     t, t_prev = torch.tensor([999, 600, 20, 0]), torch.tensor([979, 300, 0, -1])
-    out = ns["ddim_step"](d, ref.ConstantModel(eps), x_t, t, t_prev)
+    out = ns["ddim_step"](d, ns.standin("ConstantModel", eps), x_t, t, t_prev)
     assert out.shape == x_t.shape, "ddim_step should return a tensor of the shape of x_t."
     assert torch.allclose(out.double(), ref.ddim_step(eps, x_t, t, t_prev), atol=1e-4), \
         "ddim_step does not match x_{t'} = sqrt(abar_t') x0_hat + sqrt(1 - abar_t') eps with x0_hat clipped to [-1, 1]."
@@ -25,7 +26,7 @@ def test_last_step_returns_the_estimate(ns):
     x0 = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
     t = torch.tensor([400, 30])
     x_t = ref.q_sample(x0, t, torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))).float()
-    out = ns["ddim_step"](d, ref.OracleModel(x0), x_t, t, torch.tensor([-1, -1]))
+    out = ns["ddim_step"](d, ns.standin("OracleModel", x0), x_t, t, torch.tensor([-1, -1]))
     assert torch.allclose(out.double(), x0.double(), atol=1e-4), "a step to t_prev = -1 should return x0_hat (abar_{-1} = 1)."
 
 
@@ -34,14 +35,14 @@ def test_oracle_returns_x0(ns):
     d = ns["Diffusion"]()
     x0 = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(3)) * 2 - 1
     for n in (7, 100):
-        out = ns["ddim_sample"](d, ref.OracleModel(x0), x0.shape, num_steps=n, generator=torch.Generator().manual_seed(0))
+        out = ns["ddim_sample"](d, ns.standin("OracleModel", x0), x0.shape, num_steps=n, generator=torch.Generator().manual_seed(0))
         assert out.shape == x0.shape and torch.allclose(out.double(), x0.double(), atol=1e-3), \
             f"with an oracle model, ddim_sample with {n} steps should return x0."
 
 
 def test_visits_the_given_steps(ns):
     """The model is called once per step, at T-1, ..., 0 evenly spaced, in that order."""
-    model = ref.RecordingModel()
+    model = ns.standin("RecordingModel")
     ns["ddim_sample"](ns["Diffusion"](), model, (2, 1, 8, 8), num_steps=25, generator=torch.Generator().manual_seed(0))
     want = torch.linspace(ref.T - 1, 0, 25).round().long().tolist()
     got = [t[0].item() for t in model.ts]
@@ -50,10 +51,11 @@ def test_visits_the_given_steps(ns):
 
 def test_matches_the_graders_sampler(ns):
     """Same seed, same images as an independent DDIM sampler (the only noise is x_{T-1})."""
-    model, calls = ref.GaussianDenoiser(0.5), []
+    model, calls = ns.standin("GaussianDenoiser", 0.5), []
     counting = lambda x_t, t: calls.append(int(t[0])) or model(x_t, t)  # noqa: E731
     out = ns["ddim_sample"](ns["Diffusion"](), counting, (3, 1, 8, 8), num_steps=50, generator=torch.Generator().manual_seed(4))
-    want = quality.ddim_sample(ref.schedule()[2], model, (3, 1, 8, 8), 50, torch.Generator().manual_seed(4))
+    want = quality.ddim_sample(ref.schedule()[2], standins.GaussianDenoiser(0.5), (3, 1, 8, 8), 50,
+                               torch.Generator().manual_seed(4))
     steps = torch.linspace(ref.T - 1, 0, 50).round().long().tolist()
     assert calls == steps, (f"ddim_sample(num_steps=50) called the model {len(calls)} times; it should call it once at "
                             "each of the 50 given steps, jumping from each straight to the next.")

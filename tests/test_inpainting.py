@@ -20,7 +20,7 @@ def test_step_matches_reference(ns):
     g = torch.Generator().manual_seed(1)
     x_t, eps, noise, noise_known = (torch.randn(4, 1, 28, 28, generator=g) for _ in range(4))
     t = torch.tensor([999, 300, 1, 0])
-    out = ns["inpaint_step"](d, ref.ConstantModel(eps), x_t, t, x0, mask, noise, noise_known)
+    out = ns["inpaint_step"](d, ns.standin("ConstantModel", eps), x_t, t, x0, mask, noise, noise_known)
     assert out.shape == x0.shape, "inpaint_step should return a tensor of the shape of x_t."
     unknown = ref.p_sample(eps, x_t, t, noise)
     assert torch.allclose(out.double()[~mask], unknown[~mask], atol=1e-4), \
@@ -34,7 +34,7 @@ def test_step_matches_reference(ns):
 def test_all_known_returns_input(ns):
     """With every pixel known, in-painting returns the known image."""
     x0, _ = _setup(2, 2)
-    out = ns["inpaint"](ns["Diffusion"](), ref.ConstantModel(torch.zeros(1)), x0, torch.ones_like(x0, dtype=torch.bool),
+    out = ns["inpaint"](ns["Diffusion"](), ns.standin("ConstantModel", torch.zeros(1)), x0, torch.ones_like(x0, dtype=torch.bool),
                         generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, x0), "with every pixel known, inpaint should return x0 exactly."
 
@@ -42,7 +42,7 @@ def test_all_known_returns_input(ns):
 def test_all_unknown_equals_sample(ns):
     """With no pixel known, in-painting is the ordinary sampler (same noise, same order)."""
     d = ns["Diffusion"]()
-    model = ref.GaussianDenoiser(0.5)
+    model = ns.standin("GaussianDenoiser", 0.5)
     x0, _ = _setup(2, 3)
     a = ns["inpaint"](d, model, x0, torch.zeros_like(x0, dtype=torch.bool), generator=torch.Generator().manual_seed(8))
     b = d.sample(model, x0.shape, generator=torch.Generator().manual_seed(8))
@@ -53,7 +53,7 @@ def test_all_unknown_equals_sample(ns):
 def test_known_pixels_kept_and_oracle_completes(ns):
     """Known pixels are kept, and an oracle model completes the rest."""
     x0, mask = _setup(3, 4)
-    out = ns["inpaint"](ns["Diffusion"](), ref.OracleModel(x0), x0, mask, generator=torch.Generator().manual_seed(1))
+    out = ns["inpaint"](ns["Diffusion"](), ns.standin("OracleModel", x0), x0, mask, generator=torch.Generator().manual_seed(1))
     assert torch.equal(out[mask], x0[mask]), "the known pixels of the result should equal x0 exactly."
     assert torch.allclose(out, x0, atol=1e-3), "with a model that knows x0, the completion should be x0."
 
@@ -63,7 +63,7 @@ def test_mask_broadcasts(ns):
     x0, _ = _setup(3, 5)
     mask = torch.zeros(1, 1, 28, 28, dtype=torch.bool)
     mask[..., :14, :] = True
-    out = ns["inpaint"](ns["Diffusion"](), ref.ConstantModel(torch.zeros(1)), x0, mask,
+    out = ns["inpaint"](ns["Diffusion"](), ns.standin("ConstantModel", torch.zeros(1)), x0, mask,
                         generator=torch.Generator().manual_seed(2))
     assert out.shape == x0.shape and torch.equal(out[:, :, :14], x0[:, :, :14]), \
         "a mask of shape (1, 1, H, W) should apply to every image of the batch."

@@ -2,6 +2,7 @@
 import torch
 
 import reference as ref
+import standins
 
 PART = "reverse_process"
 T_MIXED = torch.tensor([0, 1, 2, 100, 500, 998, 999])
@@ -56,7 +57,7 @@ def test_p_sample_step_matches_algorithm_2(ns):
     """p_sample_step follows line 4 of Algorithm 2 (eq. 11)."""
     d = ns["Diffusion"]()
     x_t, eps, noise = _inputs(len(T_MIXED), 2)
-    out = d.p_sample_step(ref.ConstantModel(eps), x_t, T_MIXED, noise)
+    out = d.p_sample_step(ns.standin("ConstantModel", eps), x_t, T_MIXED, noise)
     assert out.shape == x_t.shape, "p_sample_step should return x_{t-1} with the shape of x_t."
     assert torch.allclose(out.double(), ref.p_sample(eps, x_t, T_MIXED, noise), atol=1e-3), \
         "p_sample_step does not match Algorithm 2 (sigma_t^2 = beta_t, no noise at t = 0) for a batch of mixed t."
@@ -67,7 +68,7 @@ def test_p_sample_step_noise_scale(ns):
     d = ns["Diffusion"]()
     t = torch.full((1,), 500)
     zero = torch.zeros(1, 1, 28, 28)
-    out = d.p_sample_step(ref.ConstantModel(zero), zero, t, torch.ones_like(zero))
+    out = d.p_sample_step(ns.standin("ConstantModel", zero), zero, t, torch.ones_like(zero))
     assert torch.allclose(out.double(), ref.schedule()[0][500].sqrt().expand_as(out), rtol=1e-4), \
         "the noise of a reverse step should be scaled by sigma_t = sqrt(beta_t), the standard deviation."
 
@@ -77,8 +78,8 @@ def test_no_noise_at_last_step(ns):
     d = ns["Diffusion"]()
     x_t, eps, noise = _inputs(2, 3)
     t = torch.zeros(2, dtype=torch.long)
-    a = d.p_sample_step(ref.ConstantModel(eps), x_t, t, noise)
-    b = d.p_sample_step(ref.ConstantModel(eps), x_t, t, torch.zeros_like(noise))
+    a = d.p_sample_step(ns.standin("ConstantModel", eps), x_t, t, noise)
+    b = d.p_sample_step(ns.standin("ConstantModel", eps), x_t, t, torch.zeros_like(noise))
     assert torch.allclose(a, b), "the last step (t = 0) should add no noise."
 
 
@@ -87,7 +88,7 @@ def test_sampler_with_oracle_returns_x0(ns):
     d = ns["Diffusion"]()
     x0 = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(4)) * 2 - 1
     for seed in (0, 1, 2):
-        out = d.sample(ref.OracleModel(x0), x0.shape, generator=torch.Generator().manual_seed(seed))
+        out = d.sample(ns.standin("OracleModel", x0), x0.shape, generator=torch.Generator().manual_seed(seed))
         assert out.shape == x0.shape, "sample should return a tensor of shape x_shape."
         assert torch.allclose(out, x0.to(out.dtype), atol=1e-3), \
             "with a model that predicts the exact noise of a fixed x0, sampling should end at x0 for any seed."
@@ -96,7 +97,7 @@ def test_sampler_with_oracle_returns_x0(ns):
 def test_sampler_visits_each_step_once(ns):
     """sample() calls the model once for each t = T-1, ..., 0, in that order."""
     d = ns["Diffusion"]()
-    model = ref.RecordingModel()
+    model = ns.standin("RecordingModel")
     d.sample(model, (2, 1, 8, 8), generator=torch.Generator().manual_seed(0))
     assert len(model.ts) == ref.T, "the sampler should call the model once per step, T times."
     for t in model.ts:
@@ -109,7 +110,7 @@ def test_sampler_visits_each_step_once(ns):
 def test_sampler_seeded(ns):
     """sample() draws all its noise from the generator it is given."""
     d = ns["Diffusion"]()
-    model = ref.ConstantModel(torch.zeros(1))
+    model = ns.standin("ConstantModel", torch.zeros(1))
     a = d.sample(model, (2, 1, 8, 8), generator=torch.Generator().manual_seed(5))
     b = d.sample(model, (2, 1, 8, 8), generator=torch.Generator().manual_seed(5))
     c = d.sample(model, (2, 1, 8, 8), generator=torch.Generator().manual_seed(6))
@@ -124,7 +125,6 @@ def test_sampler_spread_for_gaussian_data(ns):
     # Calibration: the reference sampler over seeds 0-39 gives ratios 0.977-1.037 (mean 1.008, sd 0.014), so the
     # tolerance of 0.1 is seven standard deviations; the mutants in tests/meta/mutants.py land far outside it.
     d = ns["Diffusion"]()
-    model = ref.GaussianDenoiser(0.5)
-    out = d.sample(model, (32, 1, 16, 16), generator=torch.Generator().manual_seed(7))
-    ratio = out.double().var().item() / model.final_variance()
+    out = d.sample(ns.standin("GaussianDenoiser", 0.5), (32, 1, 16, 16), generator=torch.Generator().manual_seed(7))
+    ratio = out.double().var().item() / standins.GaussianDenoiser(0.5).final_variance()
     assert abs(ratio - 1) < 0.1, "the spread of the samples is wrong for Gaussian data with an exact denoiser."

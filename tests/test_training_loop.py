@@ -15,7 +15,7 @@ def test_loss_is_zero_for_the_injected_noise(ns):
     """diffusion_loss is zero when the model predicts exactly the injected noise."""
     x0, noise = _batch()
     t = torch.tensor([0, 1, 10, 100, 400, 700, 998, 999])
-    loss = ns["diffusion_loss"](ns["Diffusion"](), ref.ConstantModel(noise), x0, t, noise)
+    loss = ns["diffusion_loss"](ns["Diffusion"](), ns.standin("ConstantModel", noise), x0, t, noise)
     assert loss.dim() == 0, "diffusion_loss should return a scalar."
     assert loss.item() < 1e-10, "a model that predicts exactly the injected noise should have zero loss."
 
@@ -24,7 +24,7 @@ def test_same_noise_makes_x_t_and_target(ns):
     """The same noise makes x_t and is the regression target (eq. 14)."""
     x0, noise = _batch(seed=1)
     t = torch.tensor([0, 5, 50, 300, 500, 800, 900, 999])
-    model = ref.RecordingModel()
+    model = ns.standin("RecordingModel")
     loss = ns["diffusion_loss"](ns["Diffusion"](), model, x0, t, noise)
     assert len(model.xs) == 1, "diffusion_loss should call the model once."
     assert torch.allclose(model.xs[0].double(), ref.q_sample(x0, t, noise), atol=1e-5), \
@@ -39,7 +39,7 @@ def test_loss_is_a_mean(ns):
     x0, noise = _batch(n=4, seed=2)
     t = torch.tensor([1, 2, 3, 4])
     out = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
-    loss = ns["diffusion_loss"](ns["Diffusion"](), ref.ConstantModel(out), x0, t, noise)
+    loss = ns["diffusion_loss"](ns["Diffusion"](), ns.standin("ConstantModel", out), x0, t, noise)
     assert abs(loss.item() - (out - noise).pow(2).mean().item()) < 1e-5, \
         "the loss should be the MEAN of the squared errors over batch and pixels (not a sum or a norm)."
 
@@ -47,7 +47,7 @@ def test_loss_is_a_mean(ns):
 def test_loss_draws_t_and_noise(ns):
     """Without t and noise, the loss draws t uniformly from 0..T-1 and noise from N(0, I)."""
     torch.manual_seed(0)
-    d, model = ns["Diffusion"](), ref.RecordingModel()
+    d, model = ns["Diffusion"](), ns.standin("RecordingModel")
     x0 = torch.zeros(256, 1, 4, 4)
     for _ in range(100):
         ns["diffusion_loss"](d, model, x0)
