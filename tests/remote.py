@@ -71,7 +71,6 @@ class Connection(Peer):
         super().__init__(sock)
         self.zygote, self.pid, self.host_pid = zygote, pid, host_pid
         self.dead = None
-        self._calls = []
         self._check, self._cpu0 = None, 0.0
         self._status = "running"
 
@@ -94,7 +93,6 @@ class Connection(Peer):
             raise Died(self.dead)
         if self._check != _Budget.check:
             self.request_started()
-        self._calls.append(args)
         try:
             return super().request(op, target, *args)
         except Broken:
@@ -106,21 +104,6 @@ class Connection(Peer):
             if not getattr(err, "_from_worker", False):   # interrupted here (a time limit): the worker can't go on
                 self.end("Not run: an earlier check of this part was stopped while your code ran.")
             raise
-        finally:
-            self._calls.pop()
-
-    def write_back(self, changes):
-        if not self._calls or len(self._calls[-1]) != 2 or not isinstance(changes, list):
-            return
-        args, kwargs = self._calls[-1]
-        for key, wire in changes:
-            original = args[key] if isinstance(key, int) and 0 <= key < len(args) else kwargs.get(key)
-            value = self.decode(wire)
-            if isinstance(original, torch.Generator) and isinstance(value, torch.Generator):
-                original.set_state(value.get_state())
-            elif isinstance(original, torch.Tensor) and isinstance(value, torch.Tensor) and value.shape == original.shape:
-                with torch.no_grad():
-                    original.copy_(value.to(original.device, original.dtype))
 
     def receive(self):
         while True:
