@@ -46,9 +46,10 @@ class GradeOutsideKernel(Preprocessor):
         with tempfile.TemporaryDirectory(prefix="autograde-") as tmp:
             notebook, out = Path(tmp) / "submission.ipynb", Path(tmp) / "result.json"
             notebook.write_text(nbformat.writes(nb))
-            # nbgrader's layout is <course>/autograded/<student>/<assignment>: other students' folders stay out of sight
+            # nbgrader's layout is <course>/autograded/<student>/<assignment>: the whole course folder (the source
+            # notebook with its solutions, the gradebook, other students' work) stays out of the submission's sight
             course = folder.resolve().parents[2] if len(folder.resolve().parents) > 2 else folder
-            hide = [course / name for name in ("submitted", "autograded", "feedback") if (course / name).is_dir()]
+            hide = [course]
             command = [sys.executable, str(RUNNER), str(notebook), "--checkpoint", str(folder / "data" / "ddpm_mnist.pt"),
                        "--out", str(out)] + (["--hide", *map(str, hide)] if hide else [])
             try:

@@ -10,7 +10,9 @@ CPU time, not wall-clock time, so that a busy machine never fails a check while 
 check ran out of time fails its remaining checks at once instead of running them.
 """
 import json
+import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,8 @@ def pytest_addoption(parser):
     parser.addoption("--notebook", default=None, help="the notebook to grade (default: solution.ipynb)")
     parser.addoption("--checkpoint", default=None, help="its trained model (default: data/ddpm_mnist.pt beside it)")
     parser.addoption("--results", default=None, help="write each test's outcome and message to this JSON file")
+    parser.addoption("--part-timeout", type=float, default=None,
+                     help="wall-clock seconds per part: later checks of a part that ran longer fail at once")
     parser.addoption("--cpu-timeout", type=float, default=None,
                      help="CPU seconds per check (default: remote.LIMITS['cpu_per_check'])")
 
@@ -35,6 +39,11 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped without one")
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    remote.no_dump()   # no other process of this user may read this one's memory or file descriptors
+    if remote.sandbox() is None and os.environ.get("DDPM_SANDBOX") != "none" and os.geteuid() != 0:
+        pytest.exit("No sandbox: bubblewrap (bwrap) is not installed, so submitted code would run as this user and "
+                    "could change the grader's files and the grades. Install it (make sandbox, or apt-get install "
+                    "bubblewrap), or set DDPM_SANDBOX=none to grade without one anyway.", returncode=4)
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -70,11 +79,18 @@ def pytest_runtest_makereport(item, call):
         crash = getattr(report.longrepr, "reprcrash", None)
         message = crash.message if crash else str(report.longrepr[-1] if report.skipped else report.longrepr)
         result["outcome"] = "failed" if report.failed else "skipped"
-        result["message"] = message.strip().removeprefix("AssertionError: ").replace("\n", " ")   # the student's hint
+        result["message"] = hint(message)
     if call.when == "teardown":
         result["outcome"] = "passed" if result["outcome"] == "running" else result["outcome"]
         _write_results(item.config)
     return report
+
+
+def hint(message):
+    """The student's hint: one line, printable, at most 600 characters (part of it may come from submitted code)."""
+    text = message.strip().removeprefix("AssertionError: ").replace("\n", " ")
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return "".join(c if c.isprintable() else " " for c in text)[:600]
 
 
 def checked(item):
@@ -127,9 +143,15 @@ def _notebook(config):
     return str(Path(config.getoption("--notebook") or REFERENCE).resolve())
 
 
+_started = {}  # part -> when its first check began
+
+
 @pytest.fixture
 def ns(request):
     part = request.module.PART
+    limit = request.config.getoption("--part-timeout")
+    if limit and time.monotonic() - _started.setdefault(part, time.monotonic()) > limit:
+        _spoiled.setdefault(part, "this part ran past its time limit")
     if part in _spoiled:
         return Unloadable(f"Not run: {_spoiled[part]}.")
     return grader.namespace(_notebook(request.config), part)

@@ -14,6 +14,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,18 +59,27 @@ def _checks(notebook, checkpoint, parts, limits, hide):
         command = [sys.executable, "-m", "pytest", *[str(HERE / f"test_{p}.py") for p in parts],
                    "--notebook", str(notebook), f"--results={results}", "-q", "-c", str(ROOT / "pytest.ini"),
                    "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-p", "no:nbval",
-                   f"--timeout={limits['wall_per_check']}"] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+                   f"--timeout={limits['wall_per_check']}", f"--part-timeout={limits['wall_per_part']}"
+                   ] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
         if "cpu_per_check" in limits:
             command.append(f"--cpu-timeout={limits['cpu_per_check']}")
         env = {**os.environ, "DDPM_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "DDPM_HIDE": os.pathsep.join(map(str, [*(hide or ()), notebook.parent])),
                "DDPM_LIMITS": json.dumps({k: v for k, v in limits.items() if k not in WALL})}
         why = "the grader stopped before this check was done"
+        # each part stops starting checks after wall_per_part; the check then running may take wall_per_check more
+        proc = subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
         try:
-            subprocess.run(command, cwd=scratch, capture_output=True, env=env,
-                           timeout=limits["wall_per_part"] * len(parts) + 60)
+            proc.wait(timeout=(limits["wall_per_part"] + limits["wall_per_check"]) * len(parts) + 60)
         except subprocess.TimeoutExpired:
             why = "grading ran past its time limit"
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)   # the checks' process and anything it started
+            except OSError:
+                pass
+            proc.wait()
         try:
             data = json.loads(results.read_text())
         except (OSError, ValueError):

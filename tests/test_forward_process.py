@@ -15,7 +15,7 @@ def test_schedule_values(ns):
         got = getattr(d, name, None)
         assert isinstance(got, torch.Tensor), f"Diffusion should have a tensor attribute `{name}`."
         assert got.shape == (ref.T,), f"`{name}` should have shape (T,) = ({ref.T},)."
-        assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-7), \
+        assert ref.allclose(got.double(), want, rtol=1e-5, atol=1e-7), \
             f"`{name}` does not match the linear schedule from 1e-4 to 0.02 (t = 0..T-1)."
 
 
@@ -23,9 +23,9 @@ def test_schedule_arguments(ns):
     """Diffusion(num_timesteps, beta_start, beta_end) uses its arguments."""
     d = ns["Diffusion"](num_timesteps=50, beta_start=1e-3, beta_end=0.05)
     betas, _, abar, _ = ref.schedule(50, 1e-3, 0.05)
-    assert d.betas.shape == (50,) and torch.allclose(d.betas.double(), betas, atol=1e-7), \
+    assert d.betas.shape == (50,) and ref.allclose(d.betas.double(), betas, atol=1e-7), \
         "Diffusion(num_timesteps, beta_start, beta_end) should use its arguments, not fixed numbers."
-    assert torch.allclose(d.alphas_cumprod.double(), abar, rtol=1e-5), \
+    assert ref.allclose(d.alphas_cumprod.double(), abar, rtol=1e-5), \
         "alphas_cumprod should be the cumulative product of alphas for any schedule."
 
 
@@ -47,7 +47,7 @@ def test_forward_mixed_t_golden(ns):
     t = torch.tensor([0, 1, 250, 500, 998, 999])
     x_t = d(x0, t, noise)
     assert x_t.shape == x0.shape, "forward should return x_t with the shape of x0."
-    if not torch.allclose(x_t.double(), ref.q_sample(x0, t, noise), atol=1e-5):
+    if not ref.allclose(x_t.double(), ref.q_sample(x0, t, noise), atol=1e-5):
         signal = d(x0, t, torch.zeros_like(x0)).double() / x0.double()      # (B, 1, 28, 28): the factor of x0
         spread = d(torch.zeros_like(x0), t, noise).double() / noise.double()  # the factor of the noise
         raise AssertionError("forward(x0, t, noise) does not match eq. 4 for a batch with a different t per image: "
@@ -59,7 +59,7 @@ def _diagnose(term, right, factor, t, of_abar):
     """Which known slip a per-image factor matches, in words (empty if it is right)."""
     betas, alphas, abar, _ = ref.schedule()
     got = factor.flatten(1).median(dim=1).values                    # one factor per image
-    if torch.allclose(got, of_abar(abar[t]), rtol=1e-4, atol=1e-6):
+    if ref.allclose(got, of_abar(abar[t]), rtol=1e-4, atol=1e-6):
         return ""
     slips = {"alphas where alphas_cumprod belongs": of_abar(alphas[t]),
              "no square root": of_abar(abar[t]) ** 2,
@@ -67,7 +67,7 @@ def _diagnose(term, right, factor, t, of_abar):
              "the step t - 1 instead of t": of_abar(torch.cat([torch.ones(1, dtype=torch.float64), abar])[t]),
              "the first image's t for the whole batch": of_abar(abar[t[:1]]).expand(len(t))}
     for slip, value in slips.items():
-        if torch.allclose(got, value, rtol=1e-4, atol=1e-6):
+        if ref.allclose(got, value, rtol=1e-4, atol=1e-6):
             return f"the factor of {term} looks like {slip} (it should be {right}). "
     if not torch.isfinite(got).all() or (factor.std(dim=(1, 2, 3)) > 1e-4).any():
         return f"x_t is not {right} times {term} plus the other term: is {term} used as given? "

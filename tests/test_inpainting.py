@@ -2,6 +2,7 @@
 import torch
 
 import reference as ref
+import standins
 
 PART = "inpainting"
 
@@ -23,11 +24,11 @@ def test_step_matches_reference(ns):
     out = ns["inpaint_step"](d, ns.standin("ConstantModel", eps), x_t, t, x0, mask, noise, noise_known)
     assert out.shape == x0.shape, "inpaint_step should return a tensor of the shape of x_t."
     unknown = ref.p_sample(eps, x_t, t, noise)
-    assert torch.allclose(out.double()[~mask], unknown[~mask], atol=1e-4), \
+    assert ref.allclose(out.double()[~mask], unknown[~mask], atol=1e-4), \
         "unknown pixels should come from the usual reverse step p_sample_step(model, x_t, t, noise)."
     known = ref.q_sample(x0, (t - 1).clamp(min=0), noise_known)
     known[3] = x0[3].double()
-    assert torch.allclose(out.double()[mask], known[mask], atol=1e-4), \
+    assert ref.allclose(out.double()[mask], known[mask], atol=1e-4), \
         "known pixels should be x_{t-1} ~ q(x_{t-1} | x0) made with noise_known, and x0 itself after the last step."
 
 
@@ -42,20 +43,20 @@ def test_all_known_returns_input(ns):
 def test_all_unknown_equals_sample(ns):
     """With no pixel known, in-painting is the ordinary sampler (same noise, same order)."""
     d = ns["Diffusion"]()
-    model = ns.standin("GaussianDenoiser", 0.5)
+    model = standins.GaussianDenoiser(0.5)
     x0, _ = _setup(2, 3)
     a = ns["inpaint"](d, model, x0, torch.zeros_like(x0, dtype=torch.bool), generator=torch.Generator().manual_seed(8))
     b = d.sample(model, x0.shape, generator=torch.Generator().manual_seed(8))
-    assert torch.allclose(a, b, atol=1e-5), \
+    assert ref.allclose(a, b, atol=1e-5), \
         "with nothing known, inpaint should give the same images as sample with the same seed (same order of draws)."
 
 
 def test_known_pixels_kept_and_oracle_completes(ns):
     """Known pixels are kept, and an oracle model completes the rest."""
     x0, mask = _setup(3, 4)
-    out = ns["inpaint"](ns["Diffusion"](), ns.standin("OracleModel", x0), x0, mask, generator=torch.Generator().manual_seed(1))
+    out = ns["inpaint"](ns["Diffusion"](), standins.OracleModel(x0), x0, mask, generator=torch.Generator().manual_seed(1))
     assert torch.equal(out[mask], x0[mask]), "the known pixels of the result should equal x0 exactly."
-    assert torch.allclose(out, x0, atol=1e-3), "with a model that knows x0, the completion should be x0."
+    assert ref.allclose(out, x0, atol=1e-3), "with a model that knows x0, the completion should be x0."
 
 
 def test_mask_broadcasts(ns):

@@ -17,8 +17,8 @@ def test_matches_the_closed_form(ns):
     got = ns["two_point_posterior_mean"](x_t, t, _abar(ns))
     assert got.shape == x_t.shape, "the posterior mean should have the shape of x_t."
     want = ref.two_point_mean(x_t, t)
-    if not torch.allclose(got.double(), want, atol=1e-5):
-        if torch.allclose(got.double() * 0.5, want, atol=1e-5):
+    if not ref.allclose(got.double(), want, atol=1e-5):
+        if ref.allclose(got.double() * 0.5, want, atol=1e-5):
             raise AssertionError("your E[x_0 | x_t] is 1/a times the right one: the mean of points -a and +a is a tanh(...).")
         raise AssertionError("E[x_0 | x_t] does not match a tanh(a sqrt(abar_t) x_t / (1 - abar_t)), the posterior mean "
                              "of two equally likely points -a and +a.")
@@ -28,7 +28,7 @@ def test_uses_the_data_points(ns):
     """The argument `a` sets the two data points -a and +a."""
     x_t, t = torch.linspace(-2, 2, 5).view(5, 1, 1, 1), torch.full((5,), 300)
     got = ns["two_point_posterior_mean"](x_t, t, _abar(ns), a=1.0)
-    assert torch.allclose(got.double(), ref.two_point_mean(x_t, t, a=1.0), atol=1e-5), \
+    assert ref.allclose(got.double(), ref.two_point_mean(x_t, t, a=1.0), atol=1e-5), \
         "two_point_posterior_mean(x_t, t, alphas_cumprod, a) should use a for both the points and the likelihood."
 
 
@@ -37,7 +37,7 @@ def test_finite_at_small_t(ns):
     x_t, t = torch.tensor([-4.0, -0.3, 0.0, 0.3, 4.0]).view(5, 1, 1, 1), torch.zeros(5, dtype=torch.long)
     got = ns["two_point_posterior_mean"](x_t, t, _abar(ns))
     assert torch.isfinite(got).all(), "the posterior mean is nan or inf at t = 0: compute it with tanh, not with densities."
-    assert torch.allclose(got.double(), ref.two_point_mean(x_t, t), atol=1e-5), \
+    assert ref.allclose(got.double(), ref.two_point_mean(x_t, t), atol=1e-5), \
         "at t = 0 the posterior mean should be -a or +a by the sign of x_t (0 at x_t = 0)."
 
 
@@ -46,7 +46,7 @@ def test_works_for_images(ns):
     x_t = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     t = torch.tensor([10, 500, 900])
     got = ns["two_point_posterior_mean"](x_t, t, _abar(ns))
-    assert got.shape == x_t.shape and torch.allclose(got.double(), ref.two_point_mean(x_t, t), atol=1e-5), \
+    assert got.shape == x_t.shape and ref.allclose(got.double(), ref.two_point_mean(x_t, t), atol=1e-5), \
         "the posterior mean should broadcast abar_t over every pixel of image i, for a different t per image."
 
 

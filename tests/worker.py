@@ -399,6 +399,11 @@ def _no_dump():
 def zygote(fd, root, sandboxed):
     control = socket.socket(fileno=fd)
     _no_dump()
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG: ends with the checks' process
+    except (OSError, AttributeError):
+        pass
     torch.set_num_threads(1)
     os.environ["MPLBACKEND"] = "Agg"
     for module in ("numpy", "torch.nn", "torch.nn.functional", "torchvision", "matplotlib.pyplot", "tqdm.auto"):

@@ -14,6 +14,7 @@ import hashlib
 import html
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,12 +39,18 @@ def grade(notebook, out, args):
         command = [sys.executable, str(RUNNER), str(notebook), "--out", str(results), "--jobs", str(args.part_jobs),
                    "--hide", str(args.submissions),
                    "--cpu-per-check", str(args.cpu_per_check)] + (["--parts", *args.parts] if args.parts else [])
+        proc = subprocess.Popen(command, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "DDPM_OFFLINE": "1"}, start_new_session=True, errors="replace")
         try:
-            proc = subprocess.run(command, cwd=scratch, capture_output=True, text=True, timeout=args.total_timeout,
-                                  env={**os.environ, "DDPM_OFFLINE": "1"})
-            log = proc.stdout[-3000:] + proc.stderr[-3000:]
+            log = proc.communicate(timeout=args.total_timeout)[0][-3000:]
         except subprocess.TimeoutExpired:
             log = f"grading stopped after {args.total_timeout} s"
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)   # the runner and everything it started
+            except OSError:
+                pass
+            proc.wait()
     try:
         summary = json.loads(results.read_text())
     except (OSError, ValueError):  # the grader itself died: say so, never a silent 0 of 0

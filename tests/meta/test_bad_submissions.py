@@ -145,6 +145,7 @@ ESCAPES = {  # student -> (the part whose cell does it, edit); all in the two qu
         replace("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise", "return abar * x0 + (1.0 - abar) * noise")(cells, i),
         append(FAKES)(cells, i))),
     "leaks_the_solution": ("two_point", append(LEAKS)),
+    "message_that_cannot_be_printed": ("forward_process", append("raise ValueError('bad \\udc80 byte')")),
 }
 # escapes that break no check of their own part: they reach nothing outside the process that runs the part's code
 HARMLESS = {"background_process", "grad_mode_off", "patches_torch", "overwrites_a_sibling", "default_dtype_float64"}
@@ -238,3 +239,83 @@ def test_edited_locked_cells_and_deleted_test_cells_change_nothing(tmp_path):
     notebook = str(variant(tmp_path, "s", "unet", edit))
     for part in ("forward_process", "unet", "inpainting"):
         assert failed_checks(part, notebook) == [], part
+
+
+# Fakes found by an independent tester (README: "Bad submissions"): wrong or missing code plus a trick, each must
+# lose the points of the checks it aimed at. Before the fixes each of these gained points.
+LIES = {
+    "rewrites the check's inputs in place": ("forward_process", '''
+class Diffusion(nn.Module):
+    def __init__(self, num_timesteps=1000, beta_start=1e-4, beta_end=0.02):
+        super().__init__()
+        betas = torch.linspace(beta_start, beta_end, num_timesteps)
+        self.register_buffer("betas", betas)
+        self.register_buffer("alphas", 1 - betas)
+        self.register_buffer("alphas_cumprod", torch.cumprod(1 - betas, 0))
+
+    def forward(self, x0, t, noise=None):
+        noise = torch.randn_like(x0) if noise is None else noise
+        x0.zero_()
+        noise.zero_()
+        return torch.zeros_like(x0)
+''', {"test_forward_mixed_t_golden"}),
+    "empty tensors that broadcast, and reading the oracle": ("reverse_process", '''
+class Diffusion(Diffusion):
+    def __init__(self, num_timesteps=1000, beta_start=1e-4, beta_end=0.02):
+        super().__init__(num_timesteps, beta_start, beta_end)
+        self.register_buffer("alphas_cumprod_prev", torch.empty(0, 1, 1, 1, 1))
+        self.register_buffer("posterior_variance", torch.empty(0, 1, 1, 1, 1))
+
+    def posterior_mean_variance(self, x0, x_t, t):
+        return torch.empty(0, 1, 1, 1, 1), torch.empty(0, 1, 1, 1, 1)
+
+    def p_sample_step(self, model, x_t, t, noise=None):
+        return torch.empty(0, 1, 1, 1, 1)
+
+    def sample(self, model, x_shape, generator=None, progress=False):
+        for name in ("x0", "_x0"):
+            try:
+                return getattr(model, name).float().clone()
+            except Exception:
+                pass
+        return torch.empty(0, 1, 1, 1, 1)
+''', {"test_posterior_buffers", "test_posterior_mean_variance", "test_p_sample_step_matches_algorithm_2",
+      "test_p_sample_step_noise_scale", "test_sampler_with_oracle_returns_x0", "test_sampler_spread_for_gaussian_data"}),
+    "a train that reports a made-up loss curve": ("training_loop", None, {"test_train_reduces_the_loss"}),
+}
+FAKE_TRAIN = '''
+def train(model, diffusion, images, epochs=6, batch_size=32, lr=2e-3, warmup_steps=200, ema_decay=0.999,
+          use_bf16=False, max_steps=None, checkpoint_path=None, progress=True, loss_fn=None):
+    total = max_steps if max_steps is not None else epochs * (len(images) // batch_size)
+    losses = [1.0 if step < 5 else 0.1 for step in range(total)]
+    if checkpoint_path:
+        save_checkpoint(model, checkpoint_path, losses)
+    return copy.deepcopy(model), losses
+'''
+
+
+@pytest.mark.parametrize("name", LIES)
+def test_lies_lose_the_points_they_aimed_at(name, tmp_path):
+    part, source, aimed = LIES[name]
+    if source is None:   # the solution's training cell with its train() replaced by the fake
+        def edit(cells, i):
+            cells[i]["source"] = cells[i]["source"] + "\n" + FAKE_TRAIN
+    else:
+        def edit(cells, i):
+            cells[i]["source"] = source
+    failed = {f.split(":")[0] for f in failed_checks(part, str(variant(tmp_path, "s", part, edit)))}
+    assert aimed <= failed, f"{name}: these checks still pass: {sorted(aimed - failed)}"
+
+
+def test_a_part_that_sleeps_stops_at_its_time_limit_and_costs_nothing_else(tmp_path):
+    """Sleeping costs no CPU, so only the wall clock stops it: after --wall-per-part a part starts no more checks."""
+    notebook = variant(tmp_path, "sleeper", "forward_process", replace(
+        "        super().__init__()\n", "        super().__init__()\n        import time\n        time.sleep(2)\n"))
+    out = tmp_path / "result.json"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "runner.py"), str(notebook), "--parts", "forward_process",
+                    "two_point", "--wall-per-check", "30", "--wall-per-part", "4", "--out", str(out)],
+                   check=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["parts"]["two_point"]["points"] == result["parts"]["two_point"]["max"], result["parts"]["two_point"]
+    messages = [c["message"] for c in result["checks"] if c["part"] == "forward_process" and c["outcome"] == "failed"]
+    assert any("time limit" in m for m in messages), messages
