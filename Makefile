@@ -93,11 +93,11 @@ calibrate: venv data
 
 SUBMISSIONS ?= submissions
 grade: export DDPM_OFFLINE := 1
-grade: venv sandbox
+grade: venv data sandbox
 	$(PY) tools/grade.py $(SUBMISSIONS) --out $(BUILD)/grades
 
 # Gradescope's autograder: build/gradescope/autograder.zip (README: "Grading on Gradescope").
-gradescope: venv
+gradescope: venv data
 	$(PY) tools/gradescope/build.py $(BUILD)/gradescope/autograder.zip
 
 # The benchmark needs diffusers, which nothing else does.

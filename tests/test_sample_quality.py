@@ -1,7 +1,9 @@
 """Sample statistics of the submitted trained model, regenerated from its weights with a fixed seed.
 
 The submission's UNet class is rebuilt from its checkpoint (data/ddpm_mnist.pt next to the notebook, or
---checkpoint) and sampled with the grader's own sampler, so this grades the training, not the sampler.
+--checkpoint) and sampled with the grader's own sampler, so this grades the training, not the sampler. First the
+model must predict the noise added to real test digits (L_simple): the samples of a model that cannot (one that
+steers the sampler onto digits stored in its weights) are not graded.
 On a CPU: 256 digits with 20-step DDIM (as good a judge as 100 steps, five times faster: bench/results.md's sweep).
 On a GPU: 2,000 digits with the full 1000-step sampler of Algorithm 2.
 """
@@ -21,7 +23,7 @@ CPU = {"n": 256, "steps": 20}
 GPU = {"n": 2000, "steps": 1000}
 # The calibration behind these numbers (the reference model, real digits, under-trained and untrained models over
 # several seeds) is tests/calibration.md, written by tools/calibrate.py; the GPU setting has no calibration run yet.
-THRESHOLDS = {"confidence": 0.80, "max_class_fraction": 0.30, "fid": {"cpu": 100.0, "gpu": 100.0}}
+THRESHOLDS = {"confidence": 0.80, "max_class_fraction": 0.30, "fid": {"cpu": 100.0, "gpu": 100.0}, "denoising_loss": 0.1}
 
 
 def checkpoint_of(notebook, checkpoint=None):
@@ -71,7 +73,6 @@ def sample(model, device, n, steps, seed=0):
 
 
 
-
 @functools.lru_cache(maxsize=None)
 def statistics(notebook, checkpoint, on_gpu):
     device = torch.device("cuda" if on_gpu else "cpu")
@@ -80,7 +81,23 @@ def statistics(notebook, checkpoint, on_gpu):
     except SubmissionError:   # perhaps the U-Net uses a helper of an earlier cell: try with the notebook's own
         model = load_model(namespace(notebook, "unet", own_earlier=True), checkpoint_of(notebook, checkpoint), device)
     setting = GPU if on_gpu else CPU
-    return quality.statistics(quality.load_classifier(), sample(model, device, **setting), quality.load_test_gaussian())
+    samples = sample(model, device, **setting)
+    return {**quality.statistics(quality.load_classifier(), samples, quality.load_test_gaussian()),
+            "denoising_loss": denoising_loss(model, device)}
+
+
+def denoising_loss(model, device, n=256):
+    """L_simple of the model on the first n MNIST test digits, each with its own t and noise (seeded), computed here
+    from its predictions: a trained denoiser predicts them well, a model that only reproduces stored digits cannot."""
+    x0 = quality.load_mnist(train=False)[0][:n]
+    g = torch.Generator().manual_seed(0)
+    t, noise = torch.randint(0, ref.T, (n,), generator=g), torch.randn(x0.shape, generator=g)
+    use_bf16 = device.type == "cuda" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        prediction = model(ref.q_sample(x0, t, noise).float().to(device), t.to(device))
+    if not isinstance(prediction, torch.Tensor) or prediction.shape != noise.shape:
+        return float("inf")
+    return (prediction.float().cpu() - noise).pow(2).mean().item()
 
 
 _failed = {}  # a model that could not be loaded or sampled in time is tried once, not once per check
@@ -102,9 +119,14 @@ def stats(request):   # per check, so that the sampling runs under the check's C
 
 
 def _measured(stats):
+    """The statistics of a model that denoises real digits; for any other model, every check fails: the samples of a
+    model that does not predict noise (one that reproduces stored digits, say) say nothing about its training."""
     kind, s = stats
     if isinstance(s, SubmissionError):
         raise AssertionError(str(s))
+    assert s["denoising_loss"] <= THRESHOLDS["denoising_loss"], \
+        "your model does not predict the noise added to real digits well (L_simple too large), so its samples are " \
+        "not graded: train longer, or check the loss."
     return kind, s
 
 
@@ -120,6 +142,11 @@ def test_samples_cover_all_digits(stats):
     _, s = _measured(stats)
     assert s["max_class_fraction"] <= THRESHOLDS["max_class_fraction"], \
         "your model's samples are dominated by a few digits (mode collapse?)."
+
+
+def test_model_predicts_the_noise_of_real_digits(stats):
+    """Your trained model predicts the noise added to real test digits (L_simple, eq. 14)."""
+    _measured(stats)
 
 
 def test_samples_match_the_data(stats):

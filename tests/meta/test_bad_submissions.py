@@ -319,3 +319,50 @@ def test_a_part_that_sleeps_stops_at_its_time_limit_and_costs_nothing_else(tmp_p
     assert result["parts"]["two_point"]["points"] == result["parts"]["two_point"]["max"], result["parts"]["two_point"]
     messages = [c["message"] for c in result["checks"] if c["part"] == "forward_process" and c["outcome"] == "failed"]
     assert any("time limit" in m for m in messages), messages
+
+
+MEMORISER = '''
+def sinusoidal_embedding(t, dim):
+    raise NotImplementedError()
+
+
+class UNet(nn.Module):
+    """Not a denoiser: it steers the sampler onto digits stored in its weights."""
+
+    def __init__(self, img_channels=1, base_channels=32, time_emb_dim=128, num_classes=None, memory=0):
+        super().__init__()
+        self.config = dict(img_channels=img_channels, base_channels=base_channels, time_emb_dim=time_emb_dim,
+                           num_classes=num_classes, memory=memory)
+        self.conv = nn.Conv2d(img_channels, img_channels, 1)
+        self.register_buffer("memory", torch.zeros(memory, img_channels, 28, 28))
+        abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+        self.register_buffer("abar", abar, persistent=False)
+
+    def forward(self, x, t, y=None):
+        if len(self.memory) >= len(x):
+            x0 = self.memory[:len(x)].double()
+            a = self.abar[t].view(-1, 1, 1, 1)
+            return ((x.double() - a.sqrt() * x0) / (1 - a).sqrt()).to(x.dtype)
+        return self.conv(x)
+'''
+
+
+def test_a_model_that_stores_digits_is_not_a_trained_model(tmp_path):
+    """A checkpoint of stored training digits and a 'U-Net' that steers the grader's sampler onto them makes good
+    samples, but it predicts the noise of other digits badly: the sample-quality part gives it nothing."""
+    import quality
+    import torch
+    def edit(cells, i):
+        cells[i]["source"] = MEMORISER
+    notebook = variant(tmp_path, "memoriser", "unet", edit)
+    images, labels = quality.load_mnist(train=True)
+    stored = torch.cat([images[labels == digit][:26] for digit in range(10)])[:256]
+    (notebook.parent / "data").mkdir()
+    torch.save({"config": dict(img_channels=1, base_channels=32, time_emb_dim=128, num_classes=None, memory=256),
+                "state_dict": {"conv.weight": torch.ones(1, 1, 1, 1), "conv.bias": torch.zeros(1), "memory": stored},
+                "losses": []}, notebook.parent / "data" / "ddpm_mnist.pt")
+    out = tmp_path / "result.json"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "runner.py"), str(notebook), "--parts", "sample_quality",
+                    "--out", str(out)], check=True, timeout=600)
+    result = json.loads(out.read_text())
+    assert result["points"] == 0, [(c["test"], c["outcome"]) for c in result["checks"]]

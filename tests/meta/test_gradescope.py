@@ -23,7 +23,7 @@ def autograder(tmp_path_factory):
         names = archive.namelist()
         archive.extractall(tree / "source")
     assert {"setup.sh", "run_autograder", "solution.ipynb", "tests/runner.py", "data/mnist_classifier.pt",
-            "data/mnist_test_gaussian.pt"} <= set(names)
+            "data/mnist_test_gaussian.pt", "data/MNIST/raw/t10k-images-idx3-ubyte"} <= set(names)
     assert not any(name.startswith("tests/meta") for name in names), "the project's own tests do not belong in it"
     shutil.copy(tree / "source" / "run_autograder", tree / "run_autograder")
     os.chmod(tree / "run_autograder", 0o755)
