@@ -5,7 +5,9 @@ tools/train_classifier.py trains the classifier (data/mnist_classifier.pt) and s
 the 10,000 MNIST test digits (data/mnist_test_gaussian.pt), so that grading needs neither the data set nor the time to
 embed it; tests/test_sample_quality.py grades a submission's trained model with them.
 """
+import gzip
 import os
+import struct
 from pathlib import Path
 
 import torch
@@ -32,10 +34,30 @@ class Classifier(nn.Module):
 
 
 def load_mnist(train, download=False):
-    """MNIST from DDPM_DATA_ROOT as images (N, 1, 28, 28) in [-1, 1] and labels (N,), scaled like the notebook's."""
-    import torchvision
-    ds = torchvision.datasets.MNIST(os.environ.get("DDPM_DATA_ROOT", "data"), train=train, download=download)
-    return ds.data.unsqueeze(1).float() / 127.5 - 1.0, ds.targets
+    """MNIST from DDPM_DATA_ROOT as images (N, 1, 28, 28) in [-1, 1] and labels (N,), scaled like the notebook's.
+
+    Reads torchvision's raw files (MNIST/raw/*-ubyte, or their .gz) itself, so that the test set alone will do."""
+    raw = Path(os.environ.get("DDPM_DATA_ROOT", "data")) / "MNIST" / "raw"
+    prefix = "train" if train else "t10k"
+    if download and not (raw / f"{prefix}-images-idx3-ubyte").exists():
+        import torchvision
+        torchvision.datasets.MNIST(raw.parent.parent, train=train, download=True)
+    images, labels = (_idx(raw / f"{prefix}-{name}") for name in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+    return images.unsqueeze(1).float() / 127.5 - 1.0, labels.long()
+
+
+def _idx(path):
+    """An IDX file (MNIST's format: a magic number whose last byte is the number of dimensions, the dimensions as
+    big-endian 32-bit integers, then unsigned bytes) as a uint8 tensor, from the file or its .gz."""
+    if path.exists():
+        data = path.read_bytes()
+    elif path.with_name(path.name + ".gz").exists():
+        data = gzip.decompress(path.with_name(path.name + ".gz").read_bytes())
+    else:
+        raise FileNotFoundError(f"MNIST is not in {path.parent} ({path.name} is missing): run `make data`.")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    return torch.frombuffer(bytearray(data[4 + 4 * ndim:]), dtype=torch.uint8).reshape(shape)
 
 
 def load_classifier(path=CLASSIFIER):

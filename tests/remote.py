@@ -317,7 +317,9 @@ def _limits(group, as_nobody=False):
 
     def apply():
         os.setsid()
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        # the data a process holds, not its address space: CUDA reserves a vast address range and cannot start under
+        # an address-space limit
+        resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 10))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
