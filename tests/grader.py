@@ -10,14 +10,14 @@ The reference notebook is the one source of the parts and their points:
 * PARTS: {part: points}, from the autograded test cells `test_<part>` (their nbgrader points). The checks of a
   part are the test_* functions of tests/test_<part>.py; the part's points are shared equally among them.
 """
+import functools
 import importlib
 import json
 import marshal
+import os
 from pathlib import Path
 
-import pytest
-
-# `remote` (the workers, and torch) is imported where checks run, so that reading PARTS (runner.py) stays light.
+# `remote` (the workers, and torch) and pytest are imported where checks run: reading PARTS (runner.py) stays light.
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "solution.ipynb"
 SETUP = "setup"
@@ -45,6 +45,15 @@ class Namespace(dict):
 
 def cells_by_grade_id(notebook):
     """{grade_id: source} of the code cells of a notebook. Raises SubmissionError if it can't be read."""
+    try:
+        stat = os.stat(notebook)
+    except OSError as err:
+        raise SubmissionError(f"The notebook {Path(notebook).name} could not be read as a Jupyter notebook ({err}).")
+    return _cells(str(notebook), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _cells(notebook, mtime, size):   # read once per version of the file, not once per worker
     try:
         nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
         cells = nb["cells"]
@@ -205,6 +214,7 @@ def run_check(check, notebook, part, **fixtures):
 
 def failed_checks(part, notebook):
     """Run every check of `part` (the test_* functions of tests/test_<part>.py) on a notebook; return the failures."""
+    import pytest
     import remote
     module = importlib.import_module(f"test_{part}")
     failures = []

@@ -58,7 +58,7 @@ def _checks(notebook, checkpoint, parts, limits, hide):
         results = Path(scratch) / "results.json"
         command = [sys.executable, "-m", "pytest", *[str(HERE / f"test_{p}.py") for p in parts],
                    "--notebook", str(notebook), f"--results={results}", "-q", "-c", str(ROOT / "pytest.ini"),
-                   "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-p", "no:nbval",
+                   "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-p", "no:nbval", "-p", "no:anyio",
                    f"--timeout={limits['wall_per_check']}", f"--part-timeout={limits['wall_per_part']}"
                    ] + (["--checkpoint", str(checkpoint)] if checkpoint else [])
         if "cpu_per_check" in limits:
