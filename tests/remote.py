@@ -14,9 +14,11 @@ capabilities. Without it they run with process isolation only (DDPM_SANDBOX=none
 keeps them away from the grader's files. Each worker has resource limits (LIMITS) and a CPU budget per check.
 """
 import atexit
+import functools
 import glob
 import inspect
 import json
+import marshal
 import os
 import resource
 import select
@@ -191,13 +193,13 @@ class Namespace:
     def run(self, probe, *args, **kwargs):
         """Run `probe`, a self-contained function (it imports what it needs), in the worker on `args`."""
         self._connection.request_started()
-        source = textwrap.dedent(inspect.getsource(probe))
-        return Proxy(self._connection, 2, "probe")(source, probe.__name__, args, kwargs)
+        return Proxy(self._connection, 2, "probe")(_compiled(textwrap.dedent(inspect.getsource(probe))),
+                                                   probe.__name__, args, kwargs)
 
     def standin(self, name, *args):
         """A stand-in model of standins.py, made in the worker (where the code that calls it runs)."""
         self._connection.request_started()
-        return Proxy(self._connection, 2, "probe")(STANDINS, name, args, {})
+        return Proxy(self._connection, 2, "probe")(_compiled(STANDINS), name, args, {})
 
     @property
     def dead(self):
@@ -205,6 +207,12 @@ class Namespace:
 
     def close(self):
         self._connection.end()
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(source):
+    """Code for the worker, compiled here without docstrings: the worker never sees the checks' source."""
+    return marshal.dumps(compile(source, "<probe>", "exec", optimize=2))
 
 
 def spawn(cells):

@@ -79,13 +79,12 @@ def test_train_reduces_the_loss(ns):
     assert all(isinstance(v, float) for v in losses), "the losses should be plain floats (loss.item())."
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5, "the loss should go down on a small fixed data set."
     assert ns.run(_is_module, ema), "train should return the EMA model and the losses."
-    torch.manual_seed(0)   # the same initial weights as the model _train trained
-    before = _denoising_loss(ns["UNet"](base_channels=8, time_emb_dim=16))
+    # An absolute bound, not a ratio to an untrained network built here: the cell could redefine UNet to make that one
+    # look worse. Calibration: with the reference UNet, the reference and the 7 independent solutions of
+    # tests/meta/corpus over seeds 0-2 bring this loss from 1.14-1.18 (untrained) to 0.23-0.25, model and EMA alike.
     after = min(_denoising_loss(model), _denoising_loss(ema))
-    # Calibration: the reference and the 7 independent solutions of tests/meta/corpus over seeds 0-2 bring the loss
-    # of both the model and its EMA to 0.20-0.22 of the untrained network's; 0.6 leaves a wide margin.
-    assert after < 0.6 * before, \
-        "the network train returns predicts the noise no better than before training: does it update the model?"
+    assert after < 0.6, \
+        "the network train returns predicts the noise no better than an untrained one: does it update the model?"
 
 
 def _denoising_loss(model):

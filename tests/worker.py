@@ -25,6 +25,7 @@ import torch
 
 MAX_MESSAGE = 128 * 2**20       # bytes in one message
 MAX_ERROR = 300                 # characters of an error message from the other side
+MAX_ITEMS = 4 * 2**20           # values decoded from one message, each 64 bytes of tensor data counting as one
 
 
 class Broken(Exception):
@@ -119,6 +120,7 @@ class Peer:
     def __init__(self, sock):
         self.sock = sock
         self.lent = {}          # id -> object lent to the other side
+        self._decoded = 0       # values (and 64-byte blocks of tensor data) decoded from the current message
 
     # -- values -------------------------------------------------------------------------------------------------
     def encode(self, v):
@@ -162,6 +164,9 @@ class Peer:
         return ("R", id(v), type(v).__name__[:60])
 
     def decode(self, w):
+        self._decoded += 1
+        if self._decoded > MAX_ITEMS:
+            raise Broken("a message with more values than the grader accepts")
         if not isinstance(w, tuple):
             if w is None or type(w) in (bool, int, float, str, bytes):
                 return w
@@ -173,6 +178,9 @@ class Peer:
             if not isinstance(dtype, torch.dtype):
                 raise Broken("an unknown dtype")
             shape = tuple(int(n) for n in shape)
+            self._decoded += len(data) // 64     # tensor bytes count too: a repeated one is copied each time
+            if self._decoded > MAX_ITEMS:
+                raise Broken("a message with more data than the grader accepts")
             if any(n < 0 for n in shape) or (not data and 0 not in shape):
                 raise Broken("a tensor whose data does not fit its shape")
             if data:
@@ -238,7 +246,7 @@ class Peer:
     def wait(self):
         """Serve the other side's requests until the answer to ours comes."""
         while True:
-            message = self.receive()
+            message = self.begin(self.receive())
             if not isinstance(message, tuple) or not message:
                 raise Broken("a message of the wrong form")
             if message[0] == "req":
@@ -254,6 +262,11 @@ class Peer:
 
     def receive(self):
         return recv(self.sock)
+
+    def begin(self, message):
+        """A new message: its decoding starts a fresh budget (pickle may repeat one value any number of times)."""
+        self._decoded = 0
+        return message
 
     def error(self, name, message):
         kind = getattr(builtins, name, None)
@@ -340,10 +353,11 @@ class Worker(Peer):
                 return (name, "error", f"{type(err).__name__}: {_text(err)}"[:MAX_ERROR])
         return None
 
-    def run(self, source, name, args, kwargs):
-        """A probe of the checks: a function given as source, run here on the submitted objects, returning data."""
+    def run(self, code, name, args, kwargs):
+        """A probe of the checks: a function sent as compiled code (never its source), run here on the submitted
+        objects, returning data."""
         scope = {"__name__": "probe"}
-        exec(compile(source, "<probe>", "exec"), scope)
+        exec(marshal.loads(code), scope)
         return scope[name](*args, **kwargs)
 
 
@@ -359,7 +373,7 @@ def serve_worker(sock):
     worker.lent[1], worker.lent[2] = _LOAD, _RUN
     while True:
         try:
-            message = worker.receive()
+            message = worker.begin(worker.receive())
         except Broken:
             os._exit(0)
         if isinstance(message, tuple) and message and message[0] == "req":

@@ -282,7 +282,28 @@ class Diffusion(Diffusion):
 ''', {"test_posterior_buffers", "test_posterior_mean_variance", "test_p_sample_step_matches_algorithm_2",
       "test_p_sample_step_noise_scale", "test_sampler_with_oracle_returns_x0", "test_sampler_spread_for_gaussian_data"}),
     "a train that reports a made-up loss curve": ("training_loop", None, {"test_train_reduces_the_loss"}),
+    "a UNet made to look worse before a train that does nothing": ("training_loop", "GAIN", {"test_train_reduces_the_loss"}),
 }
+GAIN = """
+_BaseUNet = UNet
+
+
+class UNet(_BaseUNet):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("gain", torch.tensor(30.0))
+
+    def forward(self, x, t):
+        return super().forward(x, t) * self.gain
+
+
+def train(model, diffusion, images, epochs=6, batch_size=32, lr=2e-3, warmup_steps=200, ema_decay=0.999,
+          use_bf16=False, max_steps=None, checkpoint_path=None, progress=True, loss_fn=None):
+    n = max_steps if max_steps is not None else epochs * (len(images) // batch_size)
+    with torch.no_grad():
+        model.gain.fill_(1.0)
+    return model, [1.0 - 0.01 * i for i in range(n)]
+"""
 FAKE_TRAIN = '''
 def train(model, diffusion, images, epochs=6, batch_size=32, lr=2e-3, warmup_steps=200, ema_decay=0.999,
           use_bf16=False, max_steps=None, checkpoint_path=None, progress=True, loss_fn=None):
@@ -297,9 +318,9 @@ def train(model, diffusion, images, epochs=6, batch_size=32, lr=2e-3, warmup_ste
 @pytest.mark.parametrize("name", LIES)
 def test_lies_lose_the_points_they_aimed_at(name, tmp_path):
     part, source, aimed = LIES[name]
-    if source is None:   # the solution's training cell with its train() replaced by the fake
+    if source in (None, "GAIN"):   # the solution's training cell with its train() replaced by a fake
         def edit(cells, i):
-            cells[i]["source"] = cells[i]["source"] + "\n" + FAKE_TRAIN
+            cells[i]["source"] = cells[i]["source"] + "\n" + (FAKE_TRAIN if source is None else GAIN)
     else:
         def edit(cells, i):
             cells[i]["source"] = source
@@ -366,3 +387,59 @@ def test_a_model_that_stores_digits_is_not_a_trained_model(tmp_path):
                     "--out", str(out)], check=True, timeout=600)
     result = json.loads(out.read_text())
     assert result["points"] == 0, [(c["test"], c["outcome"]) for c in result["checks"]]
+
+
+STEALS_PROBES = """
+import sys
+_worker = sys.modules['__main__']
+_seen = []
+_run = _worker.Worker.run
+
+
+def _keep(self, code, name, args, kwargs):
+    _seen.append(repr(code))
+    return _run(self, code, name, args, kwargs)
+
+
+_worker.Worker.run = _keep
+
+
+class Diffusion(Diffusion):
+    def sample(self, *args, **kwargs):
+        raise ValueError(' '.join(_seen)[-3000:])
+"""
+AMPLIFIES = """
+import sys
+_worker = sys.modules['__main__']
+_big = bytes(20 * 2**20)
+_encode = _worker.Worker.encode
+
+
+def _amplified(self, v):
+    if isinstance(v, torch.Tensor) and v.numel() == 6 * 784:
+        return ("l", [("T", "uint8", (len(_big),), _big, "cpu")] * 100)   # 20 MB sent, 2 GB if decoded naively
+    return _encode(self, v)
+
+
+_worker.Worker.encode = _amplified
+"""
+
+
+def test_the_checks_code_never_reaches_feedback_as_source(tmp_path):
+    """Probes and stand-ins reach the worker as compiled code without docstrings, never as their source text."""
+    notebook = variant(tmp_path, "s", "reverse_process", append(STEALS_PROBES))
+    failures = " ".join(failed_checks("reverse_process", str(notebook)))
+    source = ROOT.joinpath("tests", "standins.py").read_text() + ROOT.joinpath("tests", "test_unet.py").read_text()
+    lines = {line.strip() for line in source.splitlines() if len(line.strip()) > 25}
+    assert not [line for line in lines if line in failures], "the checks' source reached a student's feedback"
+
+
+def test_a_message_that_decodes_to_gigabytes_is_refused(tmp_path):
+    """pickle sends a repeated value once; decoding copies each tensor: the checks refuse past a budget."""
+    import resource
+    notebook = variant(tmp_path, "s", "forward_process", append(AMPLIFIES))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    failures = failed_checks("forward_process", str(notebook))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert any("forward_golden" in f or "mixed_t_golden" in f for f in failures), failures
+    assert grown_mb < 1000, f"the checks' process grew by {grown_mb:.0f} MB decoding one message"
