@@ -10,13 +10,14 @@ each request, so seeding here seeds the submitted code too.
 All workers of a process are forked by one zygote, which imports torch once. Where bubblewrap (`bwrap`) is
 installed the zygote and its workers run in a sandbox: the whole file system read-only, the project, the data set
 and the folders in DDPM_HIDE out of sight, a private /tmp, no network, their own process namespace and no
-capabilities. Without it they run with process isolation only (DDPM_SANDBOX=none chooses that), and an audit hook
-keeps them away from the grader's files. Each worker has resource limits (LIMITS) and a CPU budget per check.
+capabilities. Without it (conftest.py refuses that unless DDPM_SANDBOX=none) they run with process isolation only, as
+`nobody` where the grader runs as root, and an audit hook keeps them away from the grader's files. Each worker has resource limits (LIMITS) and a CPU budget per check.
 """
 import atexit
 import functools
 import glob
 import inspect
+import io
 import json
 import marshal
 import os
@@ -34,9 +35,7 @@ from pathlib import Path
 
 import torch
 
-import io
-
-from worker import Broken, Peer, Proxy, _DataOnly, recv, send
+from worker import Broken, Peer, Proxy, _DataOnly, no_dump, recv, send  # noqa: F401  (no_dump: conftest's too)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -100,8 +99,7 @@ class Connection(Peer):
     def request(self, op, target, *args):
         if self.dead:
             raise Died(self.dead)
-        if self._check != _Budget.check:
-            self.request_started()
+        self.request_started()
         try:
             return super().request(op, target, *args)
         except Broken:
@@ -139,16 +137,17 @@ class Connection(Peer):
         used = self.cpu_seconds()
         if used is None:
             return
-        if self._check != _Budget.check:
-            self._check, self._cpu0 = _Budget.check, used
+        self.request_started()
         if used - self._cpu0 > _Budget.seconds:
             self.end(f"Not run: an earlier check of this part {TIMED_OUT}.")
             raise Died(f"Your code {TIMED_OUT} ({_Budget.seconds:.0f} s of computing): is there an endless loop?")
 
     def request_started(self):
-        used = self.cpu_seconds()
-        if used is not None and self._check != _Budget.check:
-            self._check, self._cpu0 = _Budget.check, used
+        """The first request of a check: the worker's CPU time from here on counts against the check's budget."""
+        if self._check != _Budget.check:
+            used = self.cpu_seconds()
+            if used is not None:
+                self._check, self._cpu0 = _Budget.check, used
 
     def _why(self):
         status = self._end_process()
@@ -192,18 +191,12 @@ class Namespace:
 
     def run(self, probe, *args, **kwargs):
         """Run `probe`, a self-contained function (it imports what it needs), in the worker on `args`."""
-        self._connection.request_started()
         return Proxy(self._connection, 2, "probe")(_compiled(textwrap.dedent(inspect.getsource(probe))),
                                                    probe.__name__, args, kwargs)
 
     def standin(self, name, *args):
         """A stand-in model of standins.py, made in the worker (where the code that calls it runs)."""
-        self._connection.request_started()
         return Proxy(self._connection, 2, "probe")(_compiled(STANDINS), name, args, {})
-
-    @property
-    def dead(self):
-        return self._connection.dead
 
     def close(self):
         self._connection.end()
@@ -220,7 +213,6 @@ def spawn(cells):
     failure is (cell name, "stop" or "error", message) for a cell that raised, or (None, "died", reason)."""
     connection = _zygote().fork()
     try:
-        connection.request_started()
         failed = Proxy(connection, 1, "loader")(cells)
     except Died as err:
         return None, (None, "died", str(err))
@@ -335,15 +327,6 @@ def _limits(group, as_nobody=False):
             os.setgid(NOBODY)
             os.setuid(NOBODY)
     return apply
-
-
-def no_dump():
-    """PR_SET_DUMPABLE 0 for this process: others of the same user cannot ptrace it or open its /proc files."""
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 _warned = []

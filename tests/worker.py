@@ -126,8 +126,6 @@ class Peer:
     def encode(self, v):
         if v is None or type(v) in (bool, int, float, str, bytes):
             return v
-        if isinstance(v, bool):
-            return bool(v)
         if isinstance(v, torch.Tensor):
             t = v.detach()
             device = str(t.device)
@@ -142,8 +140,7 @@ class Peer:
         if isinstance(v, Proxy) and v._peer is self:
             return ("B", v._id)
         if isinstance(v, (list, tuple, set)):
-            return ({list: "l", tuple: "t", set: "e"}.get(type(v), "t" if isinstance(v, tuple) else "l"),
-                    [self.encode(x) for x in v])
+            return ("t" if isinstance(v, tuple) else "e" if isinstance(v, set) else "l", [self.encode(x) for x in v])
         if type(v) is dict or type(v).__name__ == "OrderedDict":
             return ("d", [(self.encode(k), self.encode(x)) for k, x in v.items()])
         if isinstance(v, torch.dtype):
@@ -399,24 +396,29 @@ def _deny(root):
     sys.addaudithook(hook)
 
 
-def _no_dump():
+def _prctl(option, value):
     try:
         import ctypes
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)     # PR_SET_DUMPABLE 0: no ptrace, no /proc/<pid>/mem of this process
+        ctypes.CDLL(None).prctl(option, value, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def no_dump():
+    """PR_SET_DUMPABLE 0: no other process of this user can ptrace this one or open its /proc files."""
+    _prctl(4, 0)
+
+
+def die_with_parent():
+    """PR_SET_PDEATHSIG SIGKILL: this process ends when the one that started it does."""
+    _prctl(1, signal.SIGKILL)
 
 
 def zygote(fd, root, sandboxed):
     control = socket.socket(fileno=fd)
-    _no_dump()
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG: ends with the checks' process
-    except (OSError, AttributeError):
-        pass
+    no_dump()
+    die_with_parent()                     # with the checks' process
     torch.set_num_threads(1)
-    os.environ["MPLBACKEND"] = "Agg"
     for module in ("numpy", "torch.nn", "torch.nn.functional", "torchvision", "matplotlib.pyplot", "tqdm.auto"):
         try:
             __import__(module)
@@ -437,11 +439,7 @@ def zygote(fd, root, sandboxed):
                 control.close()
                 theirs.close()
                 os.setsid()
-                try:
-                    import ctypes
-                    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG: ends with the zygote
-                except (OSError, AttributeError):
-                    pass
+                die_with_parent()         # with the zygote
                 os.chdir(tempfile.mkdtemp(prefix="work-"))
                 serve_worker(mine)
                 os._exit(0)
