@@ -12,7 +12,7 @@ COURSE    := $(BUILD)/course
 export DDPM_DATA_ROOT := $(abspath $(DATA_ROOT))
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv data sandbox run test test-grader test-notebook assignment outputs train train-conditional classifier gpu-check calibrate grade gradescope bench clean
+.PHONY: help venv data sandbox run test test-grader test-notebook assignment release outputs experiments train train-conditional classifier gpu-check calibrate grade gradescope bench clean
 
 help:
 	@echo "make run         set up, then execute solution.ipynb end to end (into $(BUILD)/solution.ipynb)"
@@ -24,13 +24,14 @@ help:
 	@echo "make train-conditional  the optional class-conditional model data/ddpm_mnist_cond.pt (notebook section 10),"
 	@echo "                 MINUTES=$(MINUTES) minutes of training time"
 	@echo "make classifier  train the evaluation classifier data/mnist_classifier.pt (>= 99 % test accuracy)"
-	@echo "make calibrate   re-measure the sample-quality thresholds into tests/calibration.md"
+	@echo "make calibrate   re-measure the sample-quality thresholds into grader/calibration.md"
 	@echo "make grade SUBMISSIONS=dir/   grade every notebook under dir/ into $(BUILD)/grades (JSON + CSV)"
 	@echo "make gradescope  build $(BUILD)/gradescope/autograder.zip, the autograder for Gradescope"
+	@echo "make release     the folder a student receives: $(BUILD)/release/ and $(BUILD)/release.zip"
 	@echo "make bench       speed of the U-Net against diffusers' UNet2DModel into bench/ (about 5 min);"
-	@echo "                 QUALITY=1 adds the time to good samples (about 2 hours); BENCH_ARGS=--sweep the"
-	@echo "                 quality and time of DDIM against the 1000-step sampler (10 min); BENCH_ARGS=\"--skip-speed"
-	@echo "                 --objective --guidance\" the notebook's sections 9 and 10 (15 min); see tools/bench.py -h"
+	@echo "                 QUALITY=1 adds the time to good samples (about 2 hours); see python -m tools.bench -h"
+	@echo "make experiments the notebook's experiments into bench/ and data/ablation.pt: the DDIM sweep, sections 9"
+	@echo "                 and 10 (about 25 min; EXPERIMENTS=--sweep for one of them)"
 	@echo "make gpu-check   on a machine with a CUDA GPU: speed, one timed epoch and the GPU-marked tests"
 	@echo "variables: DATA_ROOT=$(DATA_ROOT) PYTHON=$(PYTHON) VENV=$(VENV)"
 
@@ -44,9 +45,9 @@ $(VENV)/.installed: requirements.txt
 # Downloads MNIST into DATA_ROOT if it is missing (needs internet; offline, a missing data set is a clear error). Only
 # this step may download: the tests and the grader run with DDPM_OFFLINE=1 and never do.
 data: venv
-	DDPM_OFFLINE= $(PY) tools/data.py
+	DDPM_OFFLINE= $(PY) -m tools.data
 
-# The grader's sandbox (tests/runner.py): bubblewrap, installed with apt where it is missing and we may. Without it,
+# The grader's sandbox (grader/runner.py): bubblewrap, installed with apt where it is missing and we may. Without it,
 # grading falls back to process isolation and says so.
 sandbox:
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -75,30 +76,33 @@ assignment: venv
 	    --CourseDirectory.course_id=ddpm --log-level=ERROR
 	cp $(COURSE)/release/ddpm/assignment.ipynb assignment.ipynb
 
+release: venv assignment
+	$(PY) -m tools.release $(BUILD)/release
+
 outputs: venv data
 	DDPM_OFFLINE=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace solution.ipynb \
 	    --ExecutePreprocessor.timeout=1800
 
 train: venv data
-	$(PY) tools/train.py --epochs $(EPOCHS) --minutes $(MINUTES) --output data/ddpm_mnist.pt
+	$(PY) -m tools.train --epochs $(EPOCHS) --minutes $(MINUTES) --output data/ddpm_mnist.pt
 
 train-conditional: venv data
-	$(PY) tools/train.py --conditional --epochs $(EPOCHS) --minutes $(MINUTES) --output data/ddpm_mnist_cond.pt
+	$(PY) -m tools.train --conditional --epochs $(EPOCHS) --minutes $(MINUTES) --output data/ddpm_mnist_cond.pt
 
 classifier: venv data
-	$(PY) tools/train_classifier.py
+	$(PY) -m tools.train_classifier
 
 calibrate: venv data
-	$(PY) tools/calibrate.py
+	$(PY) -m tools.calibrate
 
 SUBMISSIONS ?= submissions
 grade: export DDPM_OFFLINE := 1
 grade: venv data sandbox
-	$(PY) tools/grade.py $(SUBMISSIONS) --out $(BUILD)/grades
+	$(PY) -m tools.grade $(SUBMISSIONS) --out $(BUILD)/grades
 
 # Gradescope's autograder: build/gradescope/autograder.zip (README: "Grading on Gradescope").
 gradescope: venv data
-	$(PY) tools/gradescope/build.py $(BUILD)/gradescope/autograder.zip
+	$(PY) -m tools.gradescope.build $(BUILD)/gradescope/autograder.zip
 
 # The benchmark needs diffusers, which nothing else does.
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
@@ -107,13 +111,17 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 
 QUALITY ?=
 bench: venv data $(VENV)/.bench-installed
-	$(PY) tools/bench.py $(if $(QUALITY),--quality) $(BENCH_ARGS)
+	$(PY) -m tools.bench $(if $(QUALITY),--quality) $(BENCH_ARGS)
+
+EXPERIMENTS ?= --sweep --objective --guidance
+experiments: venv data
+	$(PY) -m tools.experiments $(EXPERIMENTS)
 
 # The prepared check for a machine with a GPU: the speed benchmark and one timed epoch on it (into bench/, under
 # "gpu" and "gpu_epoch"), then the GPU-marked tests, which are skipped elsewhere.
 gpu-check: export DDPM_OFFLINE := 1
 gpu-check: venv data $(VENV)/.bench-installed
-	$(PY) tools/bench.py --epoch --full-sampling --repeats 3
+	$(PY) -m tools.bench --epoch --full-sampling --repeats 3
 	$(PY) -m pytest tests -m gpu
 
 clean:

@@ -1,7 +1,7 @@
 """The grader's pytest set-up: `pytest tests --notebook PATH` grades PATH (default: solution.ipynb).
 
 Each test module grades one part (its PART) and gets `ns`: the names that part's cell defines, run on top of the
-reference solution's other parts, in a worker process of its own (grader.namespace, tests/remote.py). No submitted
+reference solution's other parts, in a worker process of its own (cells.namespace, grader/remote.py). No submitted
 code runs in this process: the checks judge what comes back from the worker, so nothing in a notebook can change a
 check, a score or the results file. tests/meta checks the project itself and is skipped when grading a submission.
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import grader
-import remote
-from grader import REFERENCE, Unloadable
+from grader import cells
+from grader import remote
+from grader.cells import REFERENCE, Unloadable
 
 _spoiled = {}  # part -> why its remaining checks fail at once
 _results = {}  # nodeid -> points, max, message (for --results)
@@ -114,7 +114,7 @@ def _write_results(config):
 def _workers_of_the_part():
     """A part's workers end with its checks."""
     yield
-    grader.close_workers()
+    cells.close_workers()
 
 
 @pytest.fixture(autouse=True)
@@ -154,16 +154,16 @@ def ns(request):
         _spoiled.setdefault(part, "this part ran past its time limit")
     if part in _spoiled:
         return Unloadable(f"Not run: {_spoiled[part]}.")
-    return grader.namespace(_notebook(request.config), part)
+    return cells.namespace(_notebook(request.config), part)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem):
-    """A check of a part runs through grader.run_check: with the reference's other parts, and if it fails there,
+    """A check of a part runs through cells.run_check: with the reference's other parts, and if it fails there,
     with the notebook's own earlier cells (so that a student's helper from an earlier part costs nothing)."""
     part = getattr(pyfuncitem.module, "PART", None)
     if part is None or "ns" not in pyfuncitem.funcargs or part in _spoiled:   # tests/meta have fixtures of their own
         return None
     fixtures = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    grader.run_check(pyfuncitem.obj, _notebook(pyfuncitem.config), part, **fixtures)
+    cells.run_check(pyfuncitem.obj, _notebook(pyfuncitem.config), part, **fixtures)
     return True

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import reference as ref
+from grader import reference as ref
 
 PART = "forward_process"
 

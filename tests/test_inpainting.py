@@ -1,8 +1,8 @@
 """In-painting: the usual reverse step for unknown pixels, q(x_{t-1} | x_0) for known ones."""
 import torch
 
-import reference as ref
-import standins
+from grader import reference as ref
+from grader import standins
 
 PART = "inpainting"
 

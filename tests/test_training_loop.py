@@ -1,7 +1,7 @@
 """L_simple (eq. 14, Algorithm 1) and the training loop."""
 import torch
 
-import reference as ref
+from grader import reference as ref
 
 PART = "training_loop"
 

@@ -1,7 +1,7 @@
 """The exact denoiser of a data set of two points: E[x_0 | x_t] in closed form."""
 import torch
 
-import reference as ref
+from grader import reference as ref
 
 PART = "two_point"
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import reference as ref
+from grader import reference as ref
 
 PART = "unet"
 

@@ -1,7 +1,7 @@
-"""`make grade SUBMISSIONS=dir/`: grade every notebook under dir/ with the isolated grader (tests/runner.py).
+"""`make grade SUBMISSIONS=dir/`: grade every notebook under dir/ with the isolated grader (grader/runner.py).
 
 Each notebook (with its trained model in data/ddpm_mnist.pt beside it) is graded by a process of its own, which
-grades each part in a further process of its own, with limits (see tests/runner.py), so that no submission can
+grades each part in a further process of its own, with limits (see grader/runner.py), so that no submission can
 crash, hang or change the grading of another part or another submission. Submissions are graded in parallel, one
 per core, each part with one thread. Writes OUT/<student>.json (per part and check: points, max, message),
 OUT/<student>.md and OUT/<student>.html (feedback for the student: per part, what was checked and a hint for each
@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RUNNER = ROOT / "tests" / "runner.py"
+from grader import runner
+
+ROOT = runner.ROOT
 
 
 def student_id(notebook, base):
@@ -36,11 +37,10 @@ def grade(notebook, out, args):
     results.unlink(missing_ok=True)
     start = time.time()
     with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, str(RUNNER), str(notebook), "--out", str(results), "--jobs", str(args.part_jobs),
-                   "--hide", str(args.submissions),
-                   "--cpu-per-check", str(args.cpu_per_check)] + (["--parts", *args.parts] if args.parts else [])
+        command, env = runner.command(notebook, "--out", results, "--jobs", args.part_jobs, "--hide", args.submissions,
+                                      "--cpu-per-check", args.cpu_per_check, *(["--parts", *args.parts] if args.parts else []))
         proc = subprocess.Popen(command, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "DDPM_OFFLINE": "1"}, start_new_session=True, errors="replace")
+                                env={**env, "DDPM_OFFLINE": "1"}, start_new_session=True, errors="replace")
         try:
             log = proc.communicate(timeout=args.total_timeout)[0][-3000:]
         except subprocess.TimeoutExpired:
@@ -135,7 +135,7 @@ def main():
     args.jobs = max(1, min(args.jobs, len(notebooks)))
     args.part_jobs = max(1, (os.cpu_count() or 1) // args.jobs)   # never more busy processes than cores
     args.out.mkdir(parents=True, exist_ok=True)
-    guarded = (ROOT / "tests", ROOT / "data", ROOT / "tools", args.submissions)
+    guarded = (ROOT / "grader", ROOT / "tests", ROOT / "data", ROOT / "tools", args.submissions)
     before, summaries, start = fingerprints(*guarded), [], time.time()
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(grade, nb, args.out, args) for nb in notebooks]

@@ -1,17 +1,14 @@
-"""Train the evaluation classifier of tests/quality.py on MNIST and save it to data/mnist_classifier.pt, with the
+"""Train the evaluation classifier of grader/quality.py on MNIST and save it to data/mnist_classifier.pt, with the
 Gaussian of its features of the MNIST test digits (data/mnist_test_gaussian.pt), which the Frechet distance uses.
 
 Prints the test accuracy, which must reach 99 %. About two minutes on a 2-core CPU.
 """
 import os
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from quality import CLASSIFIER, TEST_GAUSSIAN, Classifier, load_mnist, save_test_gaussian  # noqa: E402
+from grader.quality import CLASSIFIER, TEST_GAUSSIAN, Classifier, load_mnist, save_test_gaussian
 
 download = not os.environ.get("DDPM_OFFLINE")
 torch.manual_seed(0)

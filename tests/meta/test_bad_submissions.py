@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import remote
-from grader import REFERENCE, ROOT, failed_checks
+from grader import remote, runner
+from grader.cells import MODEL, REFERENCE, ROOT, failed_checks
 
 
 def variant(tmp_path, name, part, edit):
@@ -79,7 +79,7 @@ import builtins, glob, json, sys
 class _Passes:
     def __getattr__(self, name):
         return lambda *args, **kwargs: True
-for name in ('grader', 'conftest', 'runner', 'remote', 'pytest', 'reference'):
+for name in ('grader', 'grader.cells', 'grader.runner', 'grader.remote', 'grader.quality', 'conftest', 'runner', 'remote', 'pytest', 'reference'):
     sys.modules[name] = _Passes()
 torch.allclose = torch.equal = lambda *args, **kwargs: True
 torch.Tensor.__eq__ = lambda *args, **kwargs: True
@@ -92,7 +92,7 @@ for path in glob.glob('/tmp/**/*.json', recursive=True) + glob.glob(__SUBMISSION
 LEAKS = """
 import inspect
 stolen = []
-for path in ('__ROOT__/solution.ipynb', '__ROOT__/tests/reference.py', '__ROOT__/tests/test_two_point.py'):
+for path in ('__ROOT__/solution.ipynb', '__ROOT__/grader/reference.py', '__ROOT__/tests/test_two_point.py'):
     try:
         stolen.append(open(path).read()[:3000])
     except Exception as err:
@@ -170,8 +170,8 @@ def test_escapes_hangs_and_tampering_cost_their_own_part_only(tmp_path):
                             .replace("__ROOT__", str(ROOT))
                             .replace("__PORT__", str(server.getsockname()[1])))
         (notebook.parent / "data").mkdir(exist_ok=True)
-        shutil.copy(ROOT / "data" / "ddpm_mnist.pt", notebook.parent / "data" / "ddpm_mnist.pt")
-    guarded = [ROOT / "data" / "mnist_classifier.pt", ROOT / "data" / "ddpm_mnist.pt", REFERENCE,
+        shutil.copy(ROOT / MODEL, notebook.parent / "data" / "ddpm_mnist.pt")
+    guarded = [ROOT / "data" / "mnist_classifier.pt", ROOT / MODEL, REFERENCE,
                *submissions.rglob("*.pt"), *submissions.rglob("*.ipynb")]
     before = {path: path.read_bytes() for path in guarded}
     # a patched torch.allclose in the U-Net cell cannot hide a real mistake in another part (two-point)
@@ -181,8 +181,8 @@ def test_escapes_hangs_and_tampering_cost_their_own_part_only(tmp_path):
     cell["source"] = "".join(cell["source"]).replace("return a * torch.tanh(a *", "return 0.5 * torch.tanh(0.5 *")
     notebook.write_text(json.dumps(nb))
     out = tmp_path / "grades"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "grade.py"), str(submissions), "--out", str(out),
-                    "--cpu-per-check", "10", "--parts", *PARTS_GRADED], check=True, timeout=1200)
+    subprocess.run([sys.executable, "-m", "tools.grade", str(submissions), "--out", str(out), "--cpu-per-check", "10",
+                    "--parts", *PARTS_GRADED], check=True, timeout=1200, cwd=ROOT)
     broken = {student: part for student, (part, _) in ESCAPES.items()} | {"patch_hides_a_mistake": "two_point"}
     for student in HARMLESS:   # the honest code of these parts still works: full marks, and nothing left behind
         result = json.loads((out / f"{student}.json").read_text())
@@ -220,7 +220,7 @@ def test_grades_do_not_depend_on_load(tmp_path):
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
     try:
         out = tmp_path / "solution.json"
-        subprocess.run([sys.executable, str(ROOT / "tests" / "runner.py"), str(REFERENCE), "--parts", "forward_process",
+        subprocess.run(env=runner.command()[1], args=[*runner.command()[0], str(REFERENCE), "--parts", "forward_process",
                         "two_point", "ddim", "--cpu-per-check", "20", "--out", str(out)], check=True, timeout=900)
     finally:
         for spinner in spinners:
@@ -333,7 +333,7 @@ def test_a_part_that_sleeps_stops_at_its_time_limit_and_costs_nothing_else(tmp_p
     notebook = variant(tmp_path, "sleeper", "forward_process", replace(
         "        super().__init__()\n", "        super().__init__()\n        import time\n        time.sleep(2)\n"))
     out = tmp_path / "result.json"
-    subprocess.run([sys.executable, str(ROOT / "tests" / "runner.py"), str(notebook), "--parts", "forward_process",
+    subprocess.run(env=runner.command()[1], args=[*runner.command()[0], str(notebook), "--parts", "forward_process",
                     "two_point", "--wall-per-check", "30", "--wall-per-part", "4", "--out", str(out)],
                    check=True, timeout=300)
     result = json.loads(out.read_text())
@@ -371,7 +371,7 @@ class UNet(nn.Module):
 def test_a_model_that_stores_digits_is_not_a_trained_model(tmp_path):
     """A checkpoint of stored training digits and a 'U-Net' that steers the grader's sampler onto them makes good
     samples, but it predicts the noise of other digits badly: the sample-quality part gives it nothing."""
-    import quality
+    from grader import quality
     import torch
     def edit(cells, i):
         cells[i]["source"] = MEMORISER
@@ -383,7 +383,7 @@ def test_a_model_that_stores_digits_is_not_a_trained_model(tmp_path):
                 "state_dict": {"conv.weight": torch.ones(1, 1, 1, 1), "conv.bias": torch.zeros(1), "memory": stored},
                 "losses": []}, notebook.parent / "data" / "ddpm_mnist.pt")
     out = tmp_path / "result.json"
-    subprocess.run([sys.executable, str(ROOT / "tests" / "runner.py"), str(notebook), "--parts", "sample_quality",
+    subprocess.run(env=runner.command()[1], args=[*runner.command()[0], str(notebook), "--parts", "sample_quality",
                     "--out", str(out)], check=True, timeout=600)
     result = json.loads(out.read_text())
     assert result["points"] == 0, [(c["test"], c["outcome"]) for c in result["checks"]]
@@ -429,7 +429,7 @@ def test_the_checks_code_never_reaches_feedback_as_source(tmp_path):
     """Probes and stand-ins reach the worker as compiled code without docstrings, never as their source text."""
     notebook = variant(tmp_path, "s", "reverse_process", append(STEALS_PROBES))
     failures = " ".join(failed_checks("reverse_process", str(notebook)))
-    source = ROOT.joinpath("tests", "standins.py").read_text() + ROOT.joinpath("tests", "test_unet.py").read_text()
+    source = ROOT.joinpath("grader", "standins.py").read_text() + ROOT.joinpath("tests", "test_unet.py").read_text()
     lines = {line.strip() for line in source.splitlines() if len(line.strip()) > 25}
     assert not [line for line in lines if line in failures], "the checks' source reached a student's feedback"
 

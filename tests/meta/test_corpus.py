@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import CELLS, PARTS, ROOT, failed_checks
+from grader.cells import CELLS, MODEL, PARTS, ROOT, failed_checks
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.ipynb"))
 
@@ -32,7 +32,7 @@ def test_make_grade_as_documented(tmp_path):
     submissions = tmp_path / "submissions" / "carol"
     (submissions / "data").mkdir(parents=True)
     shutil.copy(Path(__file__).parent / "corpus" / "noisy.ipynb", submissions / "assignment.ipynb")
-    shutil.copy(ROOT / "data" / "ddpm_mnist.pt", submissions / "data" / "ddpm_mnist.pt")
+    shutil.copy(ROOT / MODEL, submissions / "data" / "ddpm_mnist.pt")
     out = ROOT / "build" / "grades"
     shutil.rmtree(out, ignore_errors=True)
     proc = subprocess.run(["make", "grade", f"SUBMISSIONS={os.path.relpath(tmp_path / 'submissions', ROOT)}",

@@ -1,15 +1,11 @@
 """The solution's ungraded extensions: the objective comparison (section 9) and classifier-free guidance (section 10)."""
-import sys
-
 import pytest
 import torch
 import torch.nn as nn
 
-from grader import REFERENCE, ROOT, load
-
-sys.path.insert(0, str(ROOT / "tools"))
-import reference as ref  # noqa: E402
-import train as training  # noqa: E402
+from grader import reference as ref
+from grader.cells import REFERENCE, load
+from tools import train as training
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,5 @@
 """The per-student feedback report of `make grade`: what was checked, in plain words, and a hint per failed check."""
-import sys
-
-from grader import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import grade  # noqa: E402
+from tools import grade
 
 
 def test_feedback_lists_checks_and_hints(tmp_path):

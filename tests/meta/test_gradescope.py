@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from grader import PARTS, REFERENCE, ROOT
+from grader.cells import MODEL, PARTS, REFERENCE, ROOT
 
 TOTAL = sum(PARTS.values())
 
@@ -18,11 +18,11 @@ TOTAL = sum(PARTS.values())
 def autograder(tmp_path_factory):
     tree = tmp_path_factory.mktemp("autograder")
     zipped = tree / "autograder.zip"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "gradescope" / "build.py"), str(zipped)], check=True)
+    subprocess.run([sys.executable, "-m", "tools.gradescope.build", str(zipped)], check=True, cwd=ROOT)
     with zipfile.ZipFile(zipped) as archive:
         names = archive.namelist()
         archive.extractall(tree / "source")
-    assert {"setup.sh", "run_autograder", "solution.ipynb", "tests/runner.py", "data/mnist_classifier.pt",
+    assert {"setup.sh", "run_autograder", "solution.ipynb", "grader/runner.py", "data/mnist_classifier.pt",
             "data/mnist_test_gaussian.pt", "data/MNIST/raw/t10k-images-idx3-ubyte"} <= set(names)
     assert not any(name.startswith("tests/meta") for name in names), "the project's own tests do not belong in it"
     shutil.copy(tree / "source" / "run_autograder", tree / "run_autograder")
@@ -56,7 +56,7 @@ def by_part(result):
 
 @pytest.mark.timeout(1800)
 def test_solution_gets_full_marks(autograder):
-    result = grade(autograder, {"assignment.ipynb": REFERENCE, "data/ddpm_mnist.pt": ROOT / "data" / "ddpm_mnist.pt"})
+    result = grade(autograder, {"assignment.ipynb": REFERENCE, "data/ddpm_mnist.pt": ROOT / MODEL})
     assert result["score"] == TOTAL, result["output"]
     assert abs(sum(t["max_score"] for t in result["tests"]) - TOTAL) < 0.01     # each check's share, rounded
     assert all(t["score"] == t["max_score"] for t in result["tests"]), [t for t in result["tests"] if t["output"]]
@@ -87,7 +87,7 @@ def test_bad_submission_costs_its_own_parts(autograder):
             cell["source"] = "def ddim_step(:\n"                                  # a syntax error
         if grade_id == "inpainting":
             cell["source"] = "".join(cell["source"]) + "\nimport os\nos._exit(3)\n"  # ends the process grading it
-    result = grade(autograder, {"model/ddpm_mnist.pt": ROOT / "data" / "ddpm_mnist.pt", "assignment.ipynb": json.dumps(nb)})
+    result = grade(autograder, {"model/ddpm_mnist.pt": ROOT / MODEL, "assignment.ipynb": json.dumps(nb)})
     parts = by_part(result)
     assert parts["ddim"] == 0 and parts["inpainting"] == 0, parts
     assert all(parts[p] == PARTS[p] for p in PARTS if p not in ("ddim", "inpainting")), parts

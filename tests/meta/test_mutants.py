@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from grader import REFERENCE, SubmissionError, failed_checks, load
+from grader.cells import REFERENCE, SubmissionError, failed_checks, load
 from mutants import CORRECT, MUTANTS
 
 

@@ -1,5 +1,5 @@
 """The nbgrader round trip, for real, with the course's nbgrader_config.py: generate, autograde, feedback and
-export. The points come from the sandboxed grader (tests/autograde.py runs tests/runner.py), never from a kernel
+export. The points come from the sandboxed grader (grader/autograde.py runs grader/runner.py), never from a kernel
 running the submission, so they are the same as `make grade`'s, whatever the notebook prints, warns, fakes or
 kills. The checks live outside the course folder and are found through DDPM_GRADER_DIR."""
 import csv
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from grader import CELLS, PARTS, REFERENCE, ROOT
+from grader.cells import CELLS, MODEL, PARTS, REFERENCE, ROOT
 from mutants import MUTANTS
 from nbgrader.api import Gradebook
 
@@ -25,7 +25,7 @@ sys.modules["grader"] = _fake
 
 
 def nbgrader(course, *args):
-    env = {**os.environ, "DDPM_GRADER_DIR": str(ROOT / "tests"), "DDPM_OFFLINE": "1",
+    env = {**os.environ, "DDPM_GRADER_DIR": str(ROOT), "DDPM_OFFLINE": "1",
            "DDPM_DATA_ROOT": os.path.abspath(os.environ.get("DDPM_DATA_ROOT", ROOT / "data")),
            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}  # nbgrader db runs alembic
     subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=ERROR"], cwd=course, env=env, check=True,
@@ -83,7 +83,7 @@ def test_autograde_feedback_export(tmp_path):
         nb = filled_in(json.loads(release), answers, edit) if answers else json.loads(release)
         (folder / "assignment.ipynb").write_text(json.dumps(nb))
         if model:
-            shutil.copy(ROOT / "data" / "ddpm_mnist.pt", folder / "data" / "ddpm_mnist.pt")
+            shutil.copy(ROOT / MODEL, folder / "data" / "ddpm_mnist.pt")
 
     nbgrader(course, "autograde", "ddpm")
     nbgrader(course, "generate_feedback", "ddpm")
@@ -102,7 +102,7 @@ def test_autograde_feedback_export(tmp_path):
     # one score everywhere: make grade (and so Gradescope, which runs the same runner) gives every notebook the same
     # points per part as nbgrader, and its feedback report says so
     out = tmp_path / "grades"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "grade.py"), str(course / "submitted"), "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "tools.grade", str(course / "submitted"), "--out", str(out)], cwd=ROOT,
                    check=True, timeout=1800)
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "ddpm") as gb:
         for student in students:

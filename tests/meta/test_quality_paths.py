@@ -1,9 +1,8 @@
 """The sample-quality machinery itself: the metric, and both sampling paths of the grader."""
 import torch
 
-import quality
-import test_sample_quality as tsq
-from grader import REFERENCE, ROOT, load
+from grader import quality, sampling
+from grader.cells import MODEL, REFERENCE, ROOT, load
 
 
 def test_frechet_distance_of_identical_and_shifted_gaussians():
@@ -16,8 +15,8 @@ def test_frechet_distance_of_identical_and_shifted_gaussians():
 
 def test_gpu_setting_runs_the_full_ancestral_sampler():
     """The GPU setting samples with all 1000 steps of Algorithm 2; run it here on a few digits, on the CPU."""
-    model = tsq.load_model(load(REFERENCE, "unet"), ROOT / "data" / "ddpm_mnist.pt", torch.device("cpu"))
-    samples = tsq.sample(model, torch.device("cpu"), n=8, steps=1000)
+    model = sampling.load_model(load(REFERENCE, "unet"), ROOT / MODEL, torch.device("cpu"))
+    samples = sampling.sample(model, torch.device("cpu"), n=8, steps=1000)
     assert samples.shape == (8, 1, 28, 28) and torch.isfinite(samples).all()
     probs = quality.embed(quality.load_classifier(), samples)[1]
     assert probs.max(dim=1).values.mean() > 0.8, "the reference model's full-sampler digits should be recognisable"
@@ -29,3 +28,23 @@ def test_stored_gaussian_of_the_test_digits_is_current():
     mean, covariance = quality.test_gaussian(quality.load_classifier())
     assert torch.allclose(stored_mean, mean, atol=1e-6) and torch.allclose(stored_covariance, covariance, atol=1e-6), \
         "data/mnist_test_gaussian.pt is stale: run tools/train_classifier.py (or quality.save_test_gaussian)"
+
+
+def test_the_pass_rule_and_its_report():
+    """judge() passes a model at the thresholds and names the figure that fails; a model that does not denoise real
+    digits fails every check; report() says pass, pass narrowly or not yet, with the figures."""
+    th = quality.THRESHOLDS
+    good = {"denoising_loss": 0.02, "confidence": 0.92, "max_class_fraction": 0.13, "fid": 45.0}
+    assert quality.judge(good) == dict.fromkeys(quality.CHECKS) and quality.passes(good)
+    edge = {"denoising_loss": th["denoising_loss"], "confidence": th["confidence"],
+            "max_class_fraction": th["max_class_fraction"], "fid": th["fid"]["cpu"]}
+    assert quality.passes(edge)
+    assert "PASSES with margin" in quality.report(good) and "narrowly" in quality.report(edge)
+    far = {**good, "fid": 126.0}
+    verdict = quality.judge(far)
+    assert [k for k, v in verdict.items() if v] == ["fid"] and "126" in verdict["fid"] and "100" in verdict["fid"]
+    assert "NOT YET" in quality.report(far) and "126" in quality.report(far)
+    memoriser = {**good, "denoising_loss": 0.5}
+    assert all("0.500" in why for why in quality.judge(memoriser).values())
+    nan = {**good, "fid": float("nan")}
+    assert not quality.passes(nan), "a figure that is not a number fails"

@@ -1,14 +1,11 @@
 """The training runner behind `make train` and `make bench QUALITY=1`: snapshots by training time, a time budget."""
 import inspect
-import sys
 
 import torch
 
-from grader import REFERENCE, ROOT, load
-
-sys.path.insert(0, str(ROOT / "tools"))
-import bench  # noqa: E402
-import train as training  # noqa: E402
+from grader.cells import REFERENCE, load
+from tools import bench, experiments, results
+from tools import train as training
 
 
 def test_snapshots_and_budget(tmp_path):
@@ -18,7 +15,6 @@ def test_snapshots_and_budget(tmp_path):
     model = ns["UNet"](base_channels=8, time_emb_dim=16)
     ema, log = training.run(ns, model, images, use_bf16=False, epochs=1000, minutes=2 / 60, snapshot_every=0.5,
                             snapshot_dir=tmp_path / "snaps", output=tmp_path / "final.pt")
-    assert ns["train"].__globals__["EMA"] is ns["EMA"], "the notebook's EMA must be restored after the run"
     assert len(log["losses"]) == log["steps"] and all(isinstance(v, float) for v in log["losses"])
     assert log["seconds"] >= 2 and log["steps"] < 1000, "the budget, not the epochs, should end the run"
     minutes = [s["minutes"] for s in log["snapshots"]]
@@ -57,7 +53,7 @@ def test_benchmark_report_renders():
     speed = {"median": 2.0, "min": 1.0, "max": 3.0, "runs": 3}
     model = {"parameters": 10, "forward_gflops_per_image": 0.5, "train_images_per_s": {"float32": speed},
              "train_gflops_per_s": {"float32": 3.0}, "precision": "float32", "sampling_64x1000_s": speed}
-    results = {"speed": {"device": "cpu", "threads": 2, "torch": "x", "ceiling_gflops": {"float32": speed},
+    report = {"speed": {"device": "cpu", "threads": 2, "torch": "x", "ceiling_gflops": {"float32": speed},
                          "models": {"ours": model, "diffusers": model},
                          "ratios": {"train_best_vs_best": 1.0, "train_float32": 1.0, "sampling": 1.0}},
                "quality": {"fid_1024_real_training_digits": 6.0, "good_fid_1024": 12.0, "pass": "x",
@@ -65,7 +61,7 @@ def test_benchmark_report_renders():
                                                "minutes_to_good": None, "snapshots": [
                                                    {"minutes": 6.0, "step": 9, "confidence": 0.9, "max_class_fraction": 0.1,
                                                     "fid_256": 50.0, "fid_1024": 30.0, "passes": True}]}}}}
-    text = bench.markdown(results)
+    text = results.markdown(report)
     assert "| training images/s, float32 | 2.0 (1.0-3.0) | 2.0 (1.0-3.0) | 1.00x |" in text
     assert "| ours | bfloat16 | 30 | 9 | 6.0 | not within 30 |" in text
     assert "| ours | 6.0 | 9 | 0.900 | 0.100 | 50.0 | 30.0 | pass |" in text
@@ -75,15 +71,15 @@ def test_benchmark_report_renders_the_extensions(tmp_path):
     sweep = [{"sampler": "DDIM", "steps": 10, "seconds_256": 3.0, "fid_256": 90.0, "confidence": 0.8},
              {"sampler": "DDIM", "steps": 100, "seconds_256": 30.0, "fid_256": 60.0, "confidence": 0.9},
              {"sampler": "Algorithm 2", "steps": 1000, "seconds_256": 300.0, "fid_256": 55.0, "confidence": 0.9}]
-    results = {"sampler_sweep": sweep,
+    report = {"sampler_sweep": sweep,
                "objective": {"minutes": 9.0, "rows": [{"objective": "L_simple (eq. 14)", "steps": 2000, "fid_256": 150.0,
                                                        "confidence": 0.8, "max_class_fraction": 0.15}]},
                "guidance": [{"w": 4.0, "samples": 500, "accuracy": 0.99, "confidence": 0.97, "fid": 70.0}]}
-    text = bench.markdown(results)
+    text = results.markdown(report)
     assert "| Algorithm 2 | 1000 | 300 | 55.0 | 0.900 |" in text
     assert "| L_simple (eq. 14) | 2000 | 150.0 | 0.800 | 0.150 |" in text
     assert "| 4 | 500 | 0.990 | 0.970 | 70.0 |" in text
-    bench.plot_sweep(sweep, tmp_path / "sweep.png")
+    experiments.plot_sweep(sweep, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 1000
 
 
@@ -91,7 +87,67 @@ def test_epoch_time_runs_one_epoch_of_train():
     ns = dict(load(REFERENCE, extra=("helpers",)))
     ns["load_images"] = lambda train=True: (torch.rand(96, 1, 28, 28) * 2 - 1, torch.zeros(96, dtype=torch.long))
     ns["bf16_supported"] = lambda device: False
-    e = bench.epoch_time(ns)
+    e = bench.epoch_time(ns, torch.device("cpu"))
     batch = inspect.signature(ns["train"]).parameters["batch_size"].default
     assert e["batch_size"] == batch and e["steps"] == 96 // batch and e["precision"] == "float32"
     assert e["seconds"] > 0 and abs(e["minutes_for_20_epochs"] - 20 * e["seconds"] / 60) < 1e-9
+
+
+def _tiny_run(ns, tmp_path, **kwargs):
+    torch.manual_seed(0)
+    images = torch.rand(64, 1, 28, 28) * 2 - 1
+    return ns["train"](ns["UNet"](base_channels=8, time_emb_dim=16), ns["Diffusion"](), images, batch_size=16,
+                       progress=False, checkpoint_path=str(tmp_path / "model.pt"), **kwargs)
+
+
+def test_train_stops_when_on_step_says_so_and_saves(tmp_path):
+    """on_step(step, loss, ema_model) sees every step; returning True ends the run, which is saved as usual."""
+    ns = load(REFERENCE)
+    seen = []
+    _, losses = _tiny_run(ns, tmp_path, max_steps=50, on_step=lambda step, loss, ema: seen.append(step) or step == 7)
+    assert seen == list(range(1, 8)) and len(losses) == 7
+    assert len(ns["load_checkpoint"](str(tmp_path / "model.pt"))[1]) == 7
+
+
+def test_train_keeps_to_its_minutes(tmp_path):
+    ns = load(REFERENCE)
+    _, losses = _tiny_run(ns, tmp_path, max_steps=100000, minutes=1 / 60)
+    assert 0 < len(losses) < 100000, "a time budget of one second should end the run"
+
+
+def test_train_resumes_where_it_stopped(tmp_path):
+    """Two sittings with resume=True train the same total of steps as one: weights, optimizer, EMA and losses go on."""
+    ns = load(REFERENCE)
+    _, first = _tiny_run(ns, tmp_path, max_steps=12, on_step=lambda step, loss, ema: step == 5)
+    state = torch.load(tmp_path / "model_training.pt", weights_only=True)
+    assert len(first) == 5 and state["ema_updates"] == 5
+    ema, losses = _tiny_run(ns, tmp_path, max_steps=12, resume=True)
+    assert len(losses) == 12 and losses[:5] == first, "the second sitting goes on from step 5 to the total of 12"
+    assert torch.load(tmp_path / "model_training.pt", weights_only=True)["ema_updates"] == 12
+    optimizer_steps = torch.load(tmp_path / "model_training.pt", weights_only=True)["states"][1]["state"][0]["step"]
+    assert int(optimizer_steps) == 12, "the optimizer's state (its step count, its moments) is carried over"
+    _, fresh = _tiny_run(ns, tmp_path, max_steps=3, resume=False)
+    assert len(fresh) == 3, "resume=False starts afresh"
+
+
+def test_train_saves_when_interrupted(tmp_path):
+    ns = load(REFERENCE)
+
+    def interrupt(step, loss, ema):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    _, losses = _tiny_run(ns, tmp_path, max_steps=50, on_step=interrupt)
+    assert len(losses) == 4 and len(ns["load_checkpoint"](str(tmp_path / "model.pt"))[1]) == 4
+
+
+def test_progress_warns_when_training_is_slow(capsys, monkeypatch):
+    """After 100 steps, a rate below the threshold prints the likely cause and the fix, once."""
+    ns = load(REFERENCE)
+    clock = iter(range(0, 10 ** 6, 1))                        # one second per call of time.time: 1 step/s
+    monkeypatch.setattr(ns["Progress"].__init__.__globals__["time"], "time", lambda: float(next(clock)))
+    bar = ns["Progress"](0, 300, pass_steps=200, slow_below=7.0 / 3, enabled=False)
+    for step in range(1, 201):
+        assert not bar.update(step, [0.1])
+    out = capsys.readouterr().out
+    assert out.count("far slower") == 1 and "set_num_threads(1)" in out and "resume=True" in out

@@ -1,7 +1,7 @@
 """`make gradescope`: the autograder for Gradescope, build/gradescope/autograder.zip.
 
 Gradescope unpacks the zip into /autograder/source, runs setup.sh once to build its image, then run_autograder once
-per submission. The zip holds the grader (tests/, without the project's own tests/meta), the reference notebook it
+per submission. The zip holds the grader (grader/ and tests/, without the project's own tests/meta), the reference notebook it
 loads cells from, the evaluation classifier with the Gaussian of its features of MNIST's test digits, MNIST's test
 set (the grader asks the trained model to denoise some of its digits) and the pinned requirements.
 """
@@ -17,8 +17,9 @@ HERE = Path(__file__).resolve().parent
 def contents(data_root):
     yield HERE / "setup.sh", "setup.sh"
     yield HERE / "run_autograder", "run_autograder"
-    for path in sorted((ROOT / "tests").glob("*.py")):
-        yield path, f"tests/{path.name}"
+    for folder in ("grader", "tests"):   # the library and the checks, not the project's own tests/meta
+        for path in sorted((ROOT / folder).glob("*.py")):
+            yield path, f"{folder}/{path.name}"
     for name in ("solution.ipynb", "pytest.ini", "requirements.txt", "data/mnist_classifier.pt",
                  "data/mnist_test_gaussian.pt"):
         yield ROOT / name, name

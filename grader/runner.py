@@ -1,8 +1,8 @@
 """Grade one notebook part by part. Every grading path goes through here: `make grade` (tools/grade.py), nbgrader
-autograde (autograde.py), Gradescope (gradescope.py) and `python tests/runner.py NOTEBOOK`.
+autograde (autograde.py), Gradescope (gradescope.py) and `python grader/runner.py NOTEBOOK`.
 
 The checks run in a pytest process of their own (`pytest tests/test_<part>.py --notebook NOTEBOOK`), which never
-runs submitted code: each part's cells run in worker processes (tests/remote.py), sandboxed with bubblewrap where
+runs submitted code: each part's cells run in worker processes (grader/remote.py), sandboxed with bubblewrap where
 it is installed, with limits on memory, file size, processes and CPU time per check. Whatever a part's code does
 (exit, crash, hang, patch torch or the grader, leave processes behind, lie about its results) happens in its own
 worker: it costs that part's points only, with a message, and cannot reach the checks, the scores or the files.
@@ -21,12 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from grader import PARTS
+from .cells import MODEL, PARTS
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
 WALL = {"wall_per_check": 1800, "wall_per_part": 3600}   # wall-clock backstops for code that sleeps (CPU is limited)
 # The workers' limits (CPU per check, memory, ...) are remote.LIMITS; `limits` here passes an instructor's changes on.
+
+
+def command(*args):
+    """How another process runs this grader: (argv, env), with the repository root on the import path."""
+    return [sys.executable, "-m", "grader.runner", *map(str, args)], {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def part_result(part, data, why):
@@ -56,7 +61,7 @@ def _checks(notebook, checkpoint, parts, limits, hide):
     """Run the checks of `parts` in a pytest process; ({part: part_result}, graded in a sandbox?)."""
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
         results = Path(scratch) / "results.json"
-        command = [sys.executable, "-m", "pytest", *[str(HERE / f"test_{p}.py") for p in parts],
+        command = [sys.executable, "-m", "pytest", *[str(TESTS / f"test_{p}.py") for p in parts],
                    "--notebook", str(notebook), f"--results={results}", "-q", "-c", str(ROOT / "pytest.ini"),
                    "--rootdir", str(ROOT), "-p", "no:cacheprovider", "-p", "no:nbval", "-p", "no:anyio",
                    f"--timeout={limits['wall_per_check']}", f"--part-timeout={limits['wall_per_part']}"
@@ -96,7 +101,7 @@ def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None, hide=No
     limits = {**WALL, **{k: v for k, v in (limits or {}).items() if v is not None}}
     notebook = Path(notebook).resolve()
     if checkpoint is None:
-        checkpoint = notebook.parent / "data" / "ddpm_mnist.pt"
+        checkpoint = notebook.parent / MODEL
     parts = [p for p in PARTS if parts is None or p in parts]
     groups = [g for g in (parts[i::max(1, jobs or 1)] for i in range(max(1, jobs or 1))) if g]
     start = time.time()

@@ -1,20 +1,21 @@
-"""Gradescope's side of the grader: grade a submission folder with tests/runner.py and write results.json in
+"""Gradescope's side of the grader: grade a submission folder with grader/runner.py and write results.json in
 Gradescope's schema (one test per check: name, score, max_score, output, visibility; and the total).
 
-`python tests/gradescope.py SUBMISSION_FOLDER RESULTS_JSON`; tools/gradescope/run_autograder calls it. Students
+`python grader/gradescope.py SUBMISSION_FOLDER RESULTS_JSON`; tools/gradescope/run_autograder calls it. Students
 upload their notebook and their trained model (data/ddpm_mnist.pt, or ddpm_mnist.pt at the top).
 """
 import json
 import sys
 from pathlib import Path
 
-import runner
+from . import runner
+from .cells import MODEL
 
 
 def find(submission):
     notebooks = sorted(Path(submission).rglob("*.ipynb"), key=lambda p: (p.name != "assignment.ipynb", len(p.parts)))
     notebooks = [p for p in notebooks if ".ipynb_checkpoints" not in p.parts]
-    models = [p for name in ("data/ddpm_mnist.pt", "ddpm_mnist.pt") for p in [Path(submission) / name] if p.exists()]
+    models = [p for name in (MODEL, MODEL.name) for p in [Path(submission) / name] if p.exists()]
     models += sorted(Path(submission).rglob("*.pt"))
     return (notebooks or [None])[0], (models or [None])[0]
 
@@ -24,7 +25,7 @@ def results(submission):
     if notebook is None:
         return {"score": 0, "visibility": "visible", "tests": [], "output":
                 "No notebook (.ipynb) was found in your submission: upload your assignment.ipynb."}
-    graded = runner.grade(notebook, model or Path(submission) / "data" / "ddpm_mnist.pt")
+    graded = runner.grade(notebook, model or Path(submission) / MODEL)
     tests = []
     for check in graded["checks"]:
         if check["outcome"] == "skipped":       # e.g. the GPU checks: Gradescope has no GPU

@@ -1,5 +1,5 @@
 """The submitted code's side of the grader: a process that runs a notebook's cells and answers the checks' requests
-about the objects they define. tests/remote.py is the checks' side; the two talk over a socket.
+about the objects they define. grader/remote.py is the checks' side; the two talk over a socket.
 
 Only data crosses: numbers, strings, tensors, generators' states and containers of them, decoded by an unpickler that
 can build no object of any class (`decode`), and references to objects that stay on the other side. Whatever the

@@ -3,14 +3,13 @@
 nbgrader's own autograde executes the submitted notebook in a kernel, unsandboxed, and takes the points from the
 test cells' outputs there: anything in the notebook could then fake its points (replace the checks, patch torch,
 print a pass message) or touch the grader's and other students' files. So the configuration drops that execution.
-GradeOutsideKernel hands the submitted notebook to tests/runner.py, the same sandboxed grader as `make grade`,
+GradeOutsideKernel hands the submitted notebook to grader/runner.py, the same sandboxed grader as `make grade`,
 and writes into each autograded test cell `test_<part>` the part's result: the checks in plain words, a hint for
 each failed one, and the points as the cell's value, which nbgrader reads as partial credit. formgrader, feedback
 and export work as usual; the feedback shows the submitted code and these results.
 """
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,9 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Float
 
-RUNNER = Path(__file__).resolve().parent / "runner.py"
+from . import runner
+from .cells import MODEL
+
 
 
 def report(part, result):
@@ -36,7 +37,7 @@ def report(part, result):
 
 
 class GradeOutsideKernel(Preprocessor):
-    """Grade every part with tests/runner.py and write each result into its test cell."""
+    """Grade every part with grader/runner.py and write each result into its test cell."""
 
     enabled = Bool(True, help="nbconvert's preprocessors are off unless enabled").tag(config=True)
     timeout = Float(3600, help="seconds for grading one notebook").tag(config=True)
@@ -50,10 +51,10 @@ class GradeOutsideKernel(Preprocessor):
             # notebook with its solutions, the gradebook, other students' work) stays out of the submission's sight
             course = folder.resolve().parents[2] if len(folder.resolve().parents) > 2 else folder
             hide = [course]
-            command = [sys.executable, str(RUNNER), str(notebook), "--checkpoint", str(folder / "data" / "ddpm_mnist.pt"),
-                       "--out", str(out)] + (["--hide", *map(str, hide)] if hide else [])
+            command, env = runner.command(notebook, "--checkpoint", folder.resolve() / MODEL,
+                                          "--out", out, *(["--hide", *hide] if hide else []))
             try:
-                subprocess.run(command, capture_output=True, timeout=self.timeout, cwd=tmp)
+                subprocess.run(command, capture_output=True, timeout=self.timeout, cwd=tmp, env=env)
                 parts = json.loads(out.read_text())["parts"]
             except (OSError, ValueError, KeyError, subprocess.TimeoutExpired) as err:
                 self.log.error("The grader could not grade %s: %s", folder, err)

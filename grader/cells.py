@@ -3,7 +3,7 @@
 The reference notebook is the one source of the parts and their points:
 * CELLS: the solution cells (grade_id), in the notebook's order. `namespace(notebook, part)` runs the reference
   notebook's setup cell, then every cell of CELLS in order: the notebook's own cell for `part`, the reference
-  solution's cell for the others, in a worker process (tests/remote.py) that the checks reach only through data.
+  solution's cell for the others, in a worker process (grader/remote.py) that the checks reach only through data.
   A mistake in one part therefore costs the points of that part only. Nothing else in the notebook runs: no data
   loading, no training, no plots. `load()` does the same here, in this process, for the notebooks the project
   trusts (the reference, for the tools).
@@ -20,6 +20,7 @@ from pathlib import Path
 # `remote` (the workers, and torch) and pytest are imported where checks run: reading PARTS (runner.py) stays light.
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "solution.ipynb"
+MODEL = Path("data", "ddpm_mnist.pt")   # a trained model, relative to its notebook's folder (the notebook's CHECKPOINT)
 SETUP = "setup"
 
 
@@ -39,7 +40,7 @@ class Namespace(dict):
 
     def standin(self, name, *args):
         """As remote.Namespace.standin: here, a stand-in model of standins.py."""
-        import standins
+        from . import standins
         return getattr(standins, name)(*args)
 
 
@@ -152,9 +153,9 @@ _workers = {}
 
 
 def namespace(notebook, part, own_earlier=False):
-    """The names that load() would define, run in a worker process (tests/remote.py) instead of here; or an
+    """The names that load() would define, run in a worker process (grader/remote.py) instead of here; or an
     Unloadable that fails each check with the student-safe reason. One worker per (notebook, part, own_earlier)."""
-    import remote
+    from . import remote
     key = (str(notebook), part, own_earlier)
     if key not in _workers:
         try:
@@ -176,7 +177,7 @@ def _load_failure(name, kind, message):
 
 def close_workers():
     """End every worker (the checks of a part are done)."""
-    import remote
+    from . import remote
     for ns in _workers.values():
         if isinstance(ns, remote.Namespace):
             ns.close()
@@ -190,7 +191,7 @@ def run_check(check, notebook, part, **fixtures):
     Diffusion class). If the check fails that way, it runs again with the notebook's own earlier cells, and
     passes if it passes there: a mistake in an earlier part then costs that part only, and a helper costs nothing.
     Only an ordinary failure is retried: a timeout, an exit or a crash of the submitted code ends the check."""
-    import remote
+    from . import remote
     isolated = fixtures.pop("ns", None)
     isolated = namespace(notebook, part) if isolated is None else isolated
     try:
@@ -215,7 +216,7 @@ def run_check(check, notebook, part, **fixtures):
 def failed_checks(part, notebook):
     """Run every check of `part` (the test_* functions of tests/test_<part>.py) on a notebook; return the failures."""
     import pytest
-    import remote
+    from . import remote
     module = importlib.import_module(f"test_{part}")
     failures = []
     try:

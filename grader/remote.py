@@ -1,4 +1,4 @@
-"""The checks' side of the grader: submitted code runs in worker processes (tests/worker.py), never here.
+"""The checks' side of the grader: submitted code runs in worker processes (grader/worker.py), never here.
 
 `spawn(cells)` starts a worker, runs the cells in it and returns a `Namespace`: a stand-in for the names the cells
 define. Using it reads like using the objects themselves (`ns["UNet"](base_channels=8)(x, t)`), but every step is
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from worker import Broken, Peer, Proxy, _DataOnly, no_dump, recv, send  # noqa: F401  (no_dump: conftest's too)
+from .worker import Broken, Peer, Proxy, _DataOnly, no_dump, recv, send  # noqa: F401  (no_dump: conftest's too)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
