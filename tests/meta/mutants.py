@@ -19,8 +19,8 @@ ADDITIVE_UNET = [
 MUTANTS = {
     # the schedule and q(x_t | x_0)
     "forward: alpha instead of alpha-bar": ("forward_process", [
-        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)           # (B, 1, 1, 1)",
-         "abar = self.alphas[t].view(-1, 1, 1, 1)")]),
+        ("abar = extract(self.alphas_cumprod, t)                    # (B, 1, 1, 1)",
+         "abar = extract(self.alphas, t)")]),
     "forward: no square roots": ("forward_process", [
         ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise", "return abar * x0 + (1.0 - abar) * noise")]),
     "forward: schedule shifted by one step": ("forward_process", [
@@ -31,14 +31,14 @@ MUTANTS = {
     "forward: ignores the given noise": ("forward_process", [
         ("(1.0 - abar).sqrt() * noise", "(1.0 - abar).sqrt() * torch.randn_like(x0)")]),
     "forward: t off by one": ("forward_process", [
-        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)", "abar = self.alphas_cumprod[(t + 1).clamp(max=999)].view(-1, 1, 1, 1)")]),
+        ("abar = extract(self.alphas_cumprod, t)", "abar = extract(self.alphas_cumprod, (t + 1).clamp(max=999))")]),
     "forward: schedule ignores its arguments": ("forward_process", [
         ("torch.linspace(beta_start, beta_end, num_timesteps,", "torch.linspace(1e-4, 0.02, 1000,")]),
     "forward: modifies x0 in place": ("forward_process", [
         ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise",
          "return x0.mul_(abar.sqrt()).add_((1.0 - abar).sqrt() * noise)")]),
     "forward: one t for the whole batch": ("forward_process", [
-        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)", "abar = self.alphas_cumprod[t[0]]")]),
+        ("abar = extract(self.alphas_cumprod, t)", "abar = self.alphas_cumprod[t[0]]")]),
     # the posterior and the sampler
     "posterior: variance with alpha-bar_t for alpha-bar_{t-1}": ("reverse_process", [
         ("self.betas * (1.0 - alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)",
@@ -49,7 +49,7 @@ MUTANTS = {
         ("mean = (abar_prev.sqrt() * beta / (1 - abar)) * x0 + (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x_t",
          "mean = (abar_prev.sqrt() * beta / (1 - abar)) * x_t + (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x0")]),
     "step: alpha instead of alpha-bar": ("reverse_process", [
-        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)\n        eps", "abar = self.alphas[t].view(-1, 1, 1, 1)\n        eps")]),
+        ("abar = extract(self.alphas_cumprod, t)\n        eps", "abar = extract(self.alphas, t)\n        eps")]),
     "step: variance used as standard deviation": ("reverse_process", [
         ("sigma = beta.sqrt() * (t > 0)", "sigma = beta * (t > 0)")]),
     "step: noise added at the last step": ("reverse_process", [
@@ -94,10 +94,10 @@ MUTANTS = {
         ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
          "t = (torch.rand(x0.shape[0], device=x0.device) * diffusion.num_timesteps).long().float()")]),
     "train: gradients never zeroed": ("training_loop", [("optimizer.zero_grad(set_to_none=True)\n", "")]),
-    "train: no optimizer step": ("training_loop", [("        optimizer.step()\n        ### END SOLUTION", "        ### END SOLUTION")]),
+    "train: no optimizer step": ("training_loop", [("            optimizer.step()\n            ### END SOLUTION", "            ### END SOLUTION")]),
     "train: data rescaled to [0, 1]": ("training_loop", [
-        ("with autocast():\n            loss = loss_fn(diffusion, model, x0)",
-         "x0 = (x0 + 1) / 2\n        with autocast():\n            loss = loss_fn(diffusion, model, x0)")]),
+        ("with autocast(device, use_bf16):\n                loss = loss_fn(diffusion, model, x0)",
+         "x0 = (x0 + 1) / 2\n            with autocast(device, use_bf16):\n                loss = loss_fn(diffusion, model, x0)")]),
     # in-painting
     "inpaint: mask inverted": ("inpainting", [
         ("torch.where(mask_known.bool(), x_known, x_unknown)", "torch.where(mask_known.bool(), x_unknown, x_known)")]),
@@ -129,7 +129,7 @@ MUTANTS = {
         ("torch.where(t_prev >= 0, diffusion.alphas_cumprod[t_prev.clamp(min=0)], 1.0)",
          "diffusion.alphas_cumprod[t_prev.clamp(min=0)]")]),
     "ddim: alpha instead of alpha-bar": ("ddim", [
-        ("abar = diffusion.alphas_cumprod[t].view(-1, 1, 1, 1)", "abar = diffusion.alphas[t].view(-1, 1, 1, 1)")]),
+        ("abar = extract(diffusion.alphas_cumprod, t)", "abar = extract(diffusion.alphas, t)")]),
     "ddim: 1 - abar without its square root": ("ddim", [("(x_t - (1 - abar).sqrt() * eps)", "(x_t - (1 - abar) * eps)")]),
     "ddim: stops at t = 0 without the last jump": ("ddim", [("if i + 1 < len(steps) else -1", "if i + 1 < len(steps) else 0")]),
     "ddim: new noise at every step": ("ddim", [
@@ -156,13 +156,13 @@ MUTANTS = {
     "train: ignores its loss_fn": ("training_loop", [
         ("loss = loss_fn(diffusion, model, x0)", "loss = diffusion_loss(diffusion, model, x0)")]),
     "train: zero_grad only once, before the loop": ("training_loop", [
-        ("optimizer.zero_grad(set_to_none=True)\n        loss.backward()", "loss.backward()"),
-        ("    losses = []\n    model.train()", "    losses = []\n    optimizer.zero_grad()\n    model.train()")]),
+        ("optimizer.zero_grad(set_to_none=True)\n            loss.backward()", "loss.backward()"),
+        ("    model.train()\n    try:", "    optimizer.zero_grad()\n    model.train()\n    try:")]),
 }
 
 CORRECT = {
     "forward with torch.gather": ("forward_process", [
-        ("abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)", "abar = self.alphas_cumprod.gather(0, t).view(-1, 1, 1, 1)")]),
+        ("abar = extract(self.alphas_cumprod, t)", "abar = self.alphas_cumprod.gather(0, t).view(-1, 1, 1, 1)")]),
     "schedule as exp(cumsum(log))": ("forward_process", [
         ("alphas_cumprod = torch.cumprod(alphas, dim=0)", "alphas_cumprod = torch.exp(torch.cumsum(torch.log(alphas), dim=0))")]),
     "schedule in float32 with a loop": ("forward_process", [
@@ -194,8 +194,8 @@ CORRECT = {
     "loss written out by hand": ("training_loop", [
         ("return F.mse_loss(model(x_t, t).float(), noise)", "return ((model(x_t, t).float() - noise) ** 2).mean()")]),
     "training step with zero_grad after step": ("training_loop", [
-        ("optimizer.zero_grad(set_to_none=True)\n        loss.backward()\n        optimizer.step()",
-         "loss.backward()\n        optimizer.step()\n        optimizer.zero_grad()")]),
+        ("optimizer.zero_grad(set_to_none=True)\n            loss.backward()\n            optimizer.step()",
+         "loss.backward()\n            optimizer.step()\n            optimizer.zero_grad()")]),
     "two-point mean with a sigmoid": ("two_point", [
         ("return a * torch.tanh(a * abar.sqrt() * x_t / (1.0 - abar))",
          "return a * (2 * torch.sigmoid(2 * a * abar.sqrt() * x_t / (1.0 - abar)) - 1)")]),
@@ -208,12 +208,12 @@ CORRECT = {
          "m = mask_known.to(x_t.dtype)\n    return m * x_known + (1 - m) * x_unknown")]),
     # practices that the checks once refused (issue: correct work never loses a point)
     "training step with gradient clipping": ("training_loop", [
-        ("loss.backward()\n        optimizer.step()",
-         "loss.backward()\n        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n        optimizer.step()")]),
+        ("loss.backward()\n            optimizer.step()",
+         "loss.backward()\n            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n            optimizer.step()")]),
     "training step with value clipping and model.zero_grad()": ("training_loop", [
-        ("optimizer.zero_grad(set_to_none=True)\n        loss.backward()\n        optimizer.step()",
-         "model.zero_grad()\n        loss.backward()\n        torch.nn.utils.clip_grad_value_(model.parameters(), 0.05)\n"
-         "        optimizer.step()")]),
+        ("optimizer.zero_grad(set_to_none=True)\n            loss.backward()\n            optimizer.step()",
+         "model.zero_grad()\n            loss.backward()\n            torch.nn.utils.clip_grad_value_(model.parameters(), 0.05)\n"
+         "            optimizer.step()")]),
     "U-Net with zero-initialised output and residual convolutions": ("unet", [
         ("self.label_emb = nn.Embedding(num_classes + 1, time_emb_dim) if num_classes else None",
          "self.label_emb = nn.Embedding(num_classes + 1, time_emb_dim) if num_classes else None\n"

@@ -7,7 +7,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from grader import REFERENCE, ROOT
+from grader.cells import REFERENCE, ROOT, cells_by_grade_id
 
 ASSIGNMENT = ROOT / "assignment.ipynb"
 
@@ -54,3 +54,68 @@ def test_grader_fails_the_untouched_assignment_cleanly(tmp_path):
     assert not passed, f"these checks pass on the untouched stubs: {passed}"
     assert all(tags[0] in ("failure", "skipped") for tags in outcomes.values()), \
         "every check should fail with a message, not error out"
+
+
+def _markdown_before(marker):
+    cells = json.loads(REFERENCE.read_text())["cells"]
+    i = next(i for i, c in enumerate(cells) if marker in "".join(c["source"]) and c["cell_type"] == "code")
+    return "".join(cells[i - 1]["source"])
+
+
+def test_training_figures_in_the_notebook_come_from_the_benchmark():
+    """PASS_STEPS and section 5's figures are those of bench/results.json (`make bench QUALITY=1`)."""
+    from tools import results
+    bench = results.load()
+    steps, _ = results.pass_steps(bench)
+    run = bench["quality"]["models"]["ours"]
+    per_second = run["steps"] / (60 * run["minutes"])
+    first_pass = next(r["step"] for r in run["snapshots"] if r["passes"])
+    setup = cells_by_grade_id(REFERENCE)["setup"]
+    assert f"PASS_STEPS = {steps} " in setup, f"PASS_STEPS should be {steps}, as measured (tools/results.py)"
+    text = _markdown_before("pass_steps=PASS_STEPS")
+    for figure in (f"about {per_second:.0f} steps per second", f"after about {steps:,} steps",
+                   f"about {steps / per_second / 60:.0f} minutes", f"after about {round(first_pass, -3):,.0f}"):
+        assert figure in text, f"section 5 should say {figure!r} (bench/results.json)"
+
+
+def test_executed_notebook_is_small():
+    """A student's fully executed notebook (solution.ipynb carries the outputs of one) stays under 2 MB."""
+    assert REFERENCE.stat().st_size < 2 * 2**20, f"solution.ipynb is {REFERENCE.stat().st_size / 2**20:.1f} MB"
+
+
+def test_release_folder_runs_by_itself(tmp_path):
+    """`make release`'s folder alone runs the notebook top to bottom (its stubs filled with the solution, a tiny
+    trained model, skip_training): every file it reads is there, the self-check and the optional sections run."""
+    import os
+    import torch
+    from grader.cells import CELLS, load
+    from tools import release
+    folder = release.build(tmp_path / "release")
+    nb = json.loads((folder / "assignment.ipynb").read_text())
+    solutions = cells_by_grade_id(REFERENCE)
+    for cell in nb["cells"]:
+        grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if grade_id in CELLS:
+            cell["source"] = solutions[grade_id]
+    (folder / "assignment.ipynb").write_text(json.dumps(nb))
+    ns = load(REFERENCE)
+    torch.manual_seed(0)
+    ns["save_checkpoint"](ns["UNet"](base_channels=8, time_emb_dim=16), str(folder / "data" / "ddpm_mnist.pt"))
+    env = {**os.environ, "DDPM_OFFLINE": "1", "DDPM_DATA_ROOT": os.path.abspath(os.environ.get("DDPM_DATA_ROOT", "data"))}
+    proc = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                           "--output", "executed.ipynb", "--ExecutePreprocessor.timeout=600", "assignment.ipynb"],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    executed = json.loads((folder / "executed.ipynb").read_text())["cells"]
+    outputs = json.dumps([c.get("outputs") for c in executed])
+    assert "L_simple on 256 test digits" in outputs, "the self-check should run in the release folder"
+    guided = next(c for c in executed if "train_conditional = False" in "".join(c["source"]))
+    assert any("image/png" in o.get("data", {}) for o in guided["outputs"]), "section 10 should draw guided digits"
+    for absent in ("needs the", "No results of the experiment", "no conditional model"):
+        assert absent not in outputs, f"a file the notebook reads is missing from the release: {absent!r}"
+
+
+def test_the_notebook_saves_its_model_where_the_grader_looks():
+    from grader.cells import MODEL
+    setup = cells_by_grade_id(REFERENCE)["setup"]
+    assert f"CHECKPOINT = os.path.join({', '.join(json.dumps(p) for p in MODEL.parts)})" in setup
