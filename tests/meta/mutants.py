@@ -180,7 +180,7 @@ CORRECT = {
          "x0_hat = (x_t - (1.0 - abar).sqrt() * eps) / abar.sqrt()\n"
          "        mean, _ = self.posterior_mean_variance(x0_hat, x_t, t)")]),
     "float64 buffers": ("reverse_process", [
-        ("self.register_buffer(\"posterior_variance\", posterior_variance)",
+        ("self.register_buffer(\"posterior_variance\", posterior_variance.float())",
          "self.register_buffer(\"posterior_variance\", posterior_variance.double())")]),
     "U-Net with channels (C, 2C, 2C)": ("unet", [("chs = [C, 2 * C, 4 * C]", "chs = [C, 2 * C, 2 * C]")]),
     "U-Net with torch.concat and a skip from conv_in": ("unet", [

@@ -72,6 +72,7 @@ def test_training_figures_in_the_notebook_come_from_the_benchmark():
     first_pass = next(r["step"] for r in run["snapshots"] if r["passes"])
     setup = cells_by_grade_id(REFERENCE)["setup"]
     assert f"PASS_STEPS = {steps} " in setup, f"PASS_STEPS should be {steps}, as measured (tools/results.py)"
+    assert f"CPU_STEPS_PER_S = {per_second:.0f} " in setup, f"CPU_STEPS_PER_S should be {per_second:.0f}"
     text = _markdown_before("pass_steps=PASS_STEPS")
     for figure in (f"about {per_second:.0f} steps per second", f"after about {steps:,} steps",
                    f"about {steps / per_second / 60:.0f} minutes", f"after about {round(first_pass, -3):,.0f}"):
