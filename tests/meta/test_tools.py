@@ -151,3 +151,16 @@ def test_progress_warns_when_training_is_slow(capsys, monkeypatch):
         assert not bar.update(step, [0.1])
     out = capsys.readouterr().out
     assert out.count("far slower") == 1 and "set_num_threads(1)" in out and "resume=True" in out
+
+
+def test_resuming_another_model_says_what_to_do(tmp_path):
+    ns = load(REFERENCE)
+    _tiny_run(ns, tmp_path, max_steps=2)
+    torch.manual_seed(0)
+    try:
+        ns["train"](ns["UNet"](base_channels=16, time_emb_dim=16), ns["Diffusion"](), torch.rand(64, 1, 28, 28),
+                    batch_size=16, max_steps=4, progress=False, checkpoint_path=str(tmp_path / "model.pt"), resume=True)
+    except RuntimeError as err:
+        assert "resume=False" in str(err)
+    else:
+        raise AssertionError("resuming a run of another model should fail with what to do")
