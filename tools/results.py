@@ -4,6 +4,8 @@ experiments (tools/experiments.py). Each tool updates its own keys; results.md i
 import json
 from pathlib import Path
 
+from grader import quality
+
 OUT = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -22,7 +24,6 @@ def save(results):
 def pass_steps(results, round_to=500):
     """The training steps after which every later snapshot of our model passes the grader's check with margin
     (quality.with_margin), rounded up to round_to, and the minutes they took: the notebook's PASS_STEPS."""
-    from grader import quality
     rows = results["quality"]["models"]["ours"]["snapshots"]
     good = [r["passes"] and quality.with_margin(r["fid_256"]) for r in rows]
     first = next(i for i in range(len(rows)) if all(good[i:]))
