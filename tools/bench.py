@@ -9,13 +9,20 @@ float32 and in bfloat16 autocast, the achieved GFLOP/s against a measured matmul
 The notebook's experiments (sampler sweep, sections 9 and 10) are tools/experiments.py; tools/results.py writes
 the figures of both.
 
---quality adds the time to quality (about two hours on 2 cores): each model is trained for --minutes in its faster
-precision, its averaged weights are saved every few minutes of training, and each snapshot is sampled with the
-grader's CPU sampler (20-step DDIM). "pass" is the grader's sample-quality check on 256 samples
-(grader/quality.py); "good" is a Frechet distance on 1,024 samples of at most twice that of 1,024 real
-training digits, both against the 10,000 MNIST test digits.
+--quality adds the time to quality (about 80 minutes on 2 cores): the notebook's recipe (its train() and its
+defaults) trains our U-Net from each of --seeds in each precision, and each peer (diffusers, PEERS) from the
+first seed in its faster precision. Every --snapshot-every seconds of training the averaged weights are scored,
+off the clock, as the grader scores a submission: 256 samples of its CPU sampler (20-step DDIM) judged by
+grader/quality.py ("pass"). Ours in its faster precision trains the whole --minutes, the other runs stop at their
+first pass. "good" is a Frechet distance on 1,024 samples of at most twice that of 1,024 real training digits,
+both against the 10,000 MNIST test digits.
+
+--experiment NAME --recipe lr=0.004 --unet base_channels=24 does the same for a change to the recipe or the
+architecture (ours only), recorded under its name in bench/results.md's table of experiments.
 """
 import argparse
+import ast
+import inspect
 import json
 import statistics as st
 import time
@@ -28,28 +35,35 @@ from grader.cells import REFERENCE, load
 from tools import results as bench_results
 from tools import train as training
 
-MODELS = ("ours", "diffusers")
 BATCH = 128
+# diffusers' UNet2DModel in two configurations, both behind our model(x_t, t) contract: as diffusers' MNIST examples
+# size it (attention at 14 and 7 pixels), and the same without any attention, its fastest on a CPU.
+PEERS = {
+    "diffusers-mnist": dict(block_out_channels=(32, 64, 64), layers_per_block=2,
+                            down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+                            up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D")),
+    "diffusers-fast": dict(block_out_channels=(32, 64, 64), layers_per_block=2, add_attention=False,
+                           down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3),
+}
+MODELS = ("ours", *PEERS)
 
 
 class DiffusersUNet(torch.nn.Module):
-    """Hugging Face diffusers' UNet2DModel sized the way its MNIST examples do, behind our model(x_t, t) contract."""
+    """Hugging Face diffusers' UNet2DModel (one of PEERS) behind our model(x_t, t) contract."""
 
-    def __init__(self):
+    def __init__(self, name):
         super().__init__()
         from diffusers import UNet2DModel
         self.config = {}
-        self.net = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64),
-                               layers_per_block=2, down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
-                               up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+        self.net = UNet2DModel(sample_size=28, in_channels=1, out_channels=1, **PEERS[name])
 
     def forward(self, x, t):
         return self.net(x, t).sample
 
 
-def build(name, ns):
-    "A fresh, randomly initialised model: 'ours' (the notebook's UNet) or 'diffusers'."
-    return ns["UNet"]() if name == "ours" else DiffusersUNet()
+def build(name, ns, **unet):
+    "A fresh, randomly initialised model: 'ours' (the notebook's UNet, with `unet` arguments) or one of PEERS."
+    return ns["UNet"](**unet) if name == "ours" else DiffusersUNet(name)
 
 
 def median_range(values):
@@ -145,20 +159,21 @@ def speed(ns, device, args):
         if args.full_sampling and name == "ours":   # the target: 64 digits with all 1000 steps in a minute
             r["sampling_64x1000_full_s"] = sampling_seconds(ns, device, model, precisions[r["precision"]], 1000, 1)["median"]
         results["models"][name] = r
-    ours, theirs = results["models"]["ours"], results["models"]["diffusers"]
-    best = lambda r: r["train_images_per_s"][r["precision"]]["median"]
-    results["ratios"] = {
+    ours, best = results["models"]["ours"], lambda r: r["train_images_per_s"][r["precision"]]["median"]
+    results["ratios"] = {peer: {
         "train_best_vs_best": best(ours) / best(theirs),
         **{f"train_{p}": ours["train_images_per_s"][p]["median"] / theirs["train_images_per_s"][p]["median"] for p in precisions},
         "sampling": theirs["sampling_64x1000_s"]["median"] / ours["sampling_64x1000_s"]["median"]}
+        for peer, theirs in results["models"].items() if peer != "ours"}
     return results
 
 
 @torch.no_grad()
-def evaluate(model, device, use_bf16, classifier, test_features, good):
-    "The grader's verdict on 256 DDIM samples; if it passes, the Frechet distance on 1,024 samples too."
+def evaluate(model, device, classifier, test_features, good):
+    """The grader's verdict on 256 DDIM samples, drawn as the grader draws them (sampling.autocast); where it
+    passes near the "good" threshold, the Frechet distance on 1,024 samples too."""
     n, steps = quality.SETTINGS["cpu"]["n"], quality.SETTINGS["cpu"]["steps"]
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+    with sampling.autocast(device):
         first = sampling.ddim_sample(model, (n, 1, 28, 28), steps, torch.Generator().manual_seed(0), device).cpu()
         x0 = quality.load_mnist(train=False)[0][:n]
         loss = quality.denoising_loss(model, sampling.ref.q_sample, x0, device)
@@ -168,46 +183,78 @@ def evaluate(model, device, use_bf16, classifier, test_features, good):
     # The 256-sample distance overestimates the 1,024-sample one by about 16 (measured on real digits: 20-26 against
     # 6.2), so where it exceeds the "good" threshold by more than 25, the 1,024 samples (4 times the cost) are skipped.
     if out["passes"] and s["fid"] <= good + 25:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with sampling.autocast(device):
             rest = sampling.ddim_sample(model, (1024 - n, 1, 28, 28), steps, torch.Generator().manual_seed(1), device).cpu()
         out["fid_1024"] = quality.frechet_distance(quality.embed(classifier, torch.cat([first, rest]))[0], test_features)
     return out
 
 
-def time_to_quality(ns, device, args, precision_of, previous):
+def quality_run(ns, device, images, scoring, name, precision, seed, minutes, every, whole, recipe=None, unet=None):
+    """One training run from seed `seed`, scored every `every` seconds of training time (the scoring is off the
+    clock). It stops at its first passing score unless `whole`, which trains the whole budget (scoring every
+    snapshot until the first pass, then every fourth, and the last)."""
+    torch.manual_seed(seed)
+    model = build(name, ns, **(unet or {})).to(device)
+    rows = []
+
+    def score(ema_model, step, minutes_done):
+        passed = any(r["passes"] for r in rows)
+        last = minutes_done >= minutes - every / 120
+        if passed and not (last or len(rows) % 4 == 0):
+            rows.append({"step": step, "minutes": minutes_done, "skipped": True})
+            return False
+        row = {"step": step, "minutes": minutes_done, **evaluate(ema_model, device, *scoring)}
+        rows.append(row)
+        print(f"  {name} {precision} seed {seed}: " + json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                                                  for k, v in row.items()}), flush=True)
+        return row["passes"] and not whole
+
+    _, log = training.run(ns, model, images, precision == "bfloat16", epochs=100, minutes=minutes, snapshot_every=every,
+                          on_snapshot=score, **(recipe or {}))
+    rows = [r for r in rows if not r.get("skipped")]
+    first = lambda ok: next((r for r in rows if ok(r)), None)
+    passed, good = first(lambda r: r["passes"]), first(lambda r: r.get("fid_1024", float("inf")) <= scoring[2])
+    return {"model": name, "precision": precision, "seed": seed, "recipe": recipe or {}, "unet": unet or {},
+            "minutes_budget": minutes, "steps": log["steps"], "minutes": log["seconds"] / 60,
+            "steps_per_s": log["steps"] / log["seconds"], "images_per_s": log["steps"] * batch_size(ns, recipe) / log["seconds"],
+            "minutes_to_pass": passed and passed["minutes"], "steps_to_pass": passed and passed["step"],
+            "minutes_to_good": good and good["minutes"], "snapshots": rows}
+
+
+def batch_size(ns, recipe):
+    return (recipe or {}).get("batch_size", inspect.signature(ns["train"]).parameters["batch_size"].default)
+
+
+def time_to_quality(ns, device, args, precision_of):
+    """Every run of args.models: ours in each precision and seed (in its faster precision for the whole budget, in
+    the other until it passes), each peer in its faster precision with the first seed, until it passes."""
     images, _ = ns["load_images"](train=True)
     classifier, test_features = quality.load_classifier(), quality.load_test_gaussian()
     real = quality.load_mnist(train=True)[0]
     subset = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:1024]]
     floor = quality.frechet_distance(quality.embed(classifier, subset)[0], test_features)
-    results = {**previous, "fid_1024_real_training_digits": floor,
-               "good_fid_1024": 2 * floor, "pass": "the grader's check: " + json.dumps(quality.THRESHOLDS)}
-    results.setdefault("models", {})
     print(f"Frechet distance of 1,024 real training digits: {floor:.1f}; 'good' is at most {2 * floor:.1f}", flush=True)
+    results = {"fid_1024_real_training_digits": floor, "good_fid_1024": 2 * floor,
+               "pass": "the grader's check: " + json.dumps(quality.THRESHOLDS), "runs": []}
+    recipe, unet = parse_settings(args.recipe), parse_settings(args.unet)
     for name in args.models:
-        use_bf16 = precision_of[name] == "bfloat16"
-        torch.manual_seed(0)
-        model = build(name, ns).to(device)
-        every = args.snapshot_every if name == "ours" else args.snapshot_every_diffusers
-        print(f"training {name} ({precision_of[name]}) for up to {args.minutes} min, snapshots every {every / 60:.1f} min",
-              flush=True)
-        _, log = training.run(ns, model, images, use_bf16, args.epochs, args.minutes, every, bench_results.OUT / "snapshots" / name,
-                              output=bench_results.OUT / "snapshots" / f"{name}_final.pt" if name == "ours" else None)
-        rows = []
-        for snap in log["snapshots"]:
-            model.load_state_dict(torch.load(snap["path"], map_location=device, weights_only=True)["state_dict"])
-            start = time.time()
-            row = {"step": snap["step"], "minutes": snap["minutes"], **evaluate(model.eval(), device, use_bf16, classifier, test_features, 2 * floor)}
-            row["eval_seconds"] = time.time() - start
-            rows.append(row)
-            print("  " + json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-        first = lambda ok: next((r["minutes"] for r in rows if ok(r)), None)
-        results["models"][name] = {
-            "precision": precision_of[name], "minutes_budget": args.minutes, "steps": log["steps"],
-            "minutes": log["seconds"] / 60, "snapshots": rows,
-            "minutes_to_pass": first(lambda r: r["passes"]),
-            "minutes_to_good": first(lambda r: r.get("fid_1024", float("inf")) <= 2 * floor)}
+        ours = name == "ours"
+        for precision in (args.precisions if ours else [precision_of[name]]):
+            for seed in (args.seeds if ours else args.seeds[:1]):
+                whole = ours and precision == precision_of["ours"]
+                every = args.snapshot_every if ours else args.snapshot_every_peers
+                minutes = args.minutes if ours else args.minutes_peers or args.minutes
+                print(f"training {name} ({precision}, seed {seed}) for up to {minutes:g} min, scored every "
+                      f"{every:.0f} s" + ("" if whole else ", until it passes"), flush=True)
+                results["runs"].append(quality_run(ns, device, images, (classifier, test_features, 2 * floor), name,
+                                                   precision, seed, minutes, every, whole,
+                                                   recipe if ours else None, unet if ours else None))
     return results
+
+
+def parse_settings(pairs):
+    "['lr=0.004', 'batch_size=64'] -> {'lr': 0.004, 'batch_size': 64}: train() or UNet() arguments to try."
+    return {k: ast.literal_eval(v) for k, v in (p.split("=", 1) for p in pairs or [])}
 
 
 def epoch_time(ns, device):
@@ -238,10 +285,17 @@ def main():
     parser.add_argument("--epoch", action="store_true", help="time one epoch of the notebook's train()")
     parser.add_argument("--skip-speed", action="store_true", help="keep the speed figures of bench/results.json")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="for --quality")
-    parser.add_argument("--minutes", type=float, default=30)
-    parser.add_argument("--epochs", type=int, default=8, help="as `make train`; --minutes caps the runs")
-    parser.add_argument("--snapshot-every", type=float, default=180, help="seconds of training (ours)")
-    parser.add_argument("--snapshot-every-diffusers", type=float, default=600, help="seconds of training (diffusers)")
+    parser.add_argument("--precisions", nargs="+", choices=("bfloat16", "float32"),
+                        help="of ours, for --quality (default: every one this device has)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="of ours (the peers: the first)")
+    parser.add_argument("--minutes", type=float, default=10, help="training budget of each run")
+    parser.add_argument("--minutes-peers", type=float, help="training budget of each peer's run (default: --minutes)")
+    parser.add_argument("--snapshot-every", type=float, default=30, help="seconds of training between scores (ours)")
+    parser.add_argument("--snapshot-every-peers", type=float, default=120, help="the same for the peers")
+    parser.add_argument("--experiment", help="a name: record the runs as an experiment (bench/results.md's table of "
+                        "experiments) rather than as the time to quality")
+    parser.add_argument("--recipe", nargs="*", help="train() arguments of ours to try, as name=value")
+    parser.add_argument("--unet", nargs="*", help="UNet() arguments of ours to try, as name=value")
     args = parser.parse_args()
 
     ns = load(REFERENCE, extra=("helpers",))
@@ -252,8 +306,15 @@ def main():
     if args.epoch:
         results["gpu_epoch" if device.type == "cuda" else "epoch"] = epoch_time(ns, device)
     if args.quality:
+        args.models = ["ours"] if args.experiment else args.models
         precision_of = {n: m["precision"] for n, m in results["speed"]["models"].items()}
-        results["quality"] = time_to_quality(ns, device, args, precision_of, results.get("quality", {}))
+        args.precisions = sorted(args.precisions or results["speed"]["models"]["ours"]["train_images_per_s"],
+                                 key=lambda p: p != precision_of["ours"])     # the faster one first
+        runs = time_to_quality(ns, device, args, precision_of)
+        if args.experiment:   # ours only, as changed by --recipe and --unet
+            results.setdefault("experiments", {})[args.experiment] = runs["runs"]
+        else:
+            results["quality"] = runs
     bench_results.save(results)
 
 

@@ -63,4 +63,7 @@ lines += ["", "## Reading", ""] + [summary(n) for n in dict.fromkeys(n for n, *_
     "does not fail by the luck of its seed, while under-trained and untrained models sit far above it. Confidence "
     "alone does not catch an untrained model (the classifier is confidently wrong about its blobs); the class "
     "histogram and the distance do."]
-(ROOT / "grader" / "calibration.md").write_text("\n".join(lines) + "\n")
+# The sections after this run's (other measurements, written by hand) are kept.
+out = ROOT / "grader" / "calibration.md"
+kept = out.read_text().partition("\n## Denoising real digits")
+out.write_text("\n".join(lines) + "\n" + (kept[1] + kept[2] if kept[1] else ""))

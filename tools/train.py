@@ -16,30 +16,37 @@ from grader.cells import MODEL, REFERENCE, ROOT, load
 
 
 def run(ns, model, images, use_bf16, epochs, minutes=None, snapshot_every=None, snapshot_dir=None, output=None,
-        progress=False, loss_fn=None):
+        progress=False, loss_fn=None, on_snapshot=None, **recipe):
     """The notebook's train() with a time budget and snapshots of the EMA weights; returns (ema_model, log).
 
     The snapshots are taken through train()'s on_step callback every `snapshot_every` seconds of training (the
-    time spent saving them does not count), and at the end of the run; the training loop is the notebook's."""
+    time spent saving them does not count), and at the end of the run; the training loop is the notebook's.
+    on_snapshot(ema_model, step, minutes), called at each snapshot time (also off the clock), may score the model
+    and stop the run by returning True. `recipe`: more of train()'s arguments (batch_size, lr, ...)."""
     log = {"snapshots": [], "steps": 0, "seconds": 0.0}
     snapshot_dir = Path(snapshot_dir) if snapshot_dir else None
     if snapshot_dir:
         snapshot_dir.mkdir(parents=True, exist_ok=True)
-    clock = {"start": time.perf_counter(), "paused": 0.0, "next": snapshot_every}
+    clock = {"start": time.perf_counter(), "paused": 0.0, "next": snapshot_every, "stopped": False}
 
     def save(ema_model, step, seconds):
-        path = snapshot_dir / f"step{step:06d}.pt"
-        torch.save({"state_dict": ema_model.state_dict(), "step": step, "minutes": seconds / 60}, path)
-        log["snapshots"].append({"path": str(path), "step": step, "minutes": seconds / 60})
-        print(f"  snapshot at step {step} after {seconds / 60:.1f} min of training", flush=True)
+        "Save and/or score the averaged weights after `step` steps; True stops the run."
+        entry = {"step": step, "minutes": seconds / 60}
+        if snapshot_dir:
+            entry["path"] = str(snapshot_dir / f"step{step:06d}.pt")
+            torch.save({"state_dict": ema_model.state_dict(), **entry}, entry["path"])
+            print(f"  snapshot at step {step} after {seconds / 60:.1f} min of training", flush=True)
+        log["snapshots"].append(entry)
+        clock["stopped"] = bool(on_snapshot and on_snapshot(ema_model, step, seconds / 60))
+        return clock["stopped"]
 
     def on_step(step, loss, ema_model):
         seconds = time.perf_counter() - clock["start"] - clock["paused"]
         log["steps"], log["seconds"] = step, seconds
         over = minutes is not None and seconds >= 60 * minutes
-        if snapshot_dir and clock["next"] and seconds >= clock["next"] and not over:
+        if (snapshot_dir or on_snapshot) and clock["next"] and seconds >= clock["next"] and not over:
             pause = time.perf_counter()
-            save(ema_model, step, seconds)
+            over = save(ema_model, step, seconds)
             clock["paused"] += time.perf_counter() - pause
             while clock["next"] <= seconds:
                 clock["next"] += snapshot_every
@@ -47,8 +54,9 @@ def run(ns, model, images, use_bf16, epochs, minutes=None, snapshot_every=None, 
 
     ema_model, log["losses"] = ns["train"](model, ns["Diffusion"]().to(next(model.parameters()).device), images,
                                            epochs=epochs, use_bf16=use_bf16, progress=progress, loss_fn=loss_fn,
-                                           on_step=on_step, checkpoint_path=str(output) if output else None)
-    if snapshot_dir and (not log["snapshots"] or log["snapshots"][-1]["step"] != log["steps"]):
+                                           on_step=on_step, checkpoint_path=str(output) if output else None, **recipe)
+    if (snapshot_dir or on_snapshot) and not clock["stopped"] and \
+            (not log["snapshots"] or log["snapshots"][-1]["step"] != log["steps"]):
         save(ema_model, log["steps"], log["seconds"])
     return ema_model, log
 

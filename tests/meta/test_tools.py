@@ -49,22 +49,47 @@ def test_runs_to_the_end_without_budget(tmp_path):
     assert [s["step"] for s in log["snapshots"]] == [log["steps"]], "the end of a run is always saved"
 
 
+def _run(model, precision, seed, passes_at, fids, **changes):
+    snaps = [{"minutes": 1.0 + i, "step": 100 * (i + 1), "confidence": 0.9, "max_class_fraction": 0.1, "fid_256": fid,
+              "passes": fid <= 100} for i, fid in enumerate(fids)]
+    return {"model": model, "precision": precision, "seed": seed, "recipe": changes, "unet": {}, "minutes_budget": 10,
+            "steps": 100 * len(fids), "minutes": float(len(fids)), "steps_per_s": 10.0, "images_per_s": 320.0,
+            "minutes_to_pass": passes_at, "steps_to_pass": passes_at and int(100 * passes_at), "minutes_to_good": None,
+            "snapshots": snaps}
+
+
+REPORT = {
+    "speed": {"device": "cpu", "threads": 2, "torch": "x", "ceiling_gflops": {"float32": {"median": 2.0, "min": 1.0, "max": 3.0}},
+              "models": {name: {"parameters": 10, "forward_gflops_per_image": 0.5, "precision": "bfloat16",
+                                "train_images_per_s": {"float32": {"median": 2.0, "min": 1.0, "max": 3.0},
+                                                       "bfloat16": {"median": 4.0, "min": 3.0, "max": 5.0}},
+                                "train_gflops_per_s": {"float32": 3.0, "bfloat16": 6.0},
+                                "sampling_64x1000_s": {"median": 2.0, "min": 1.0, "max": 3.0}} for name in ("ours", "peer")},
+              "ratios": {"peer": {"train_best_vs_best": 1.0, "train_float32": 1.5, "train_bfloat16": 1.0, "sampling": 1.0}}},
+    "quality": {"fid_1024_real_training_digits": 6.0, "good_fid_1024": 12.0, "pass": "x",
+                "runs": [_run("ours", "bfloat16", 0, 2.0, [120, 90, 75, 70]),
+                         _run("ours", "bfloat16", 1, 3.0, [130, 110, 79, 60]),
+                         _run("ours", "float32", 0, 4.0, [150, 120, 105, 95]),
+                         _run("peer", "bfloat16", 0, None, [900, 800])]},
+    "experiments": {"faster": [_run("ours", "bfloat16", 0, 2.0, [101, 99], lr=0.004)]}}
+
+
 def test_benchmark_report_renders():
-    speed = {"median": 2.0, "min": 1.0, "max": 3.0, "runs": 3}
-    model = {"parameters": 10, "forward_gflops_per_image": 0.5, "train_images_per_s": {"float32": speed},
-             "train_gflops_per_s": {"float32": 3.0}, "precision": "float32", "sampling_64x1000_s": speed}
-    report = {"speed": {"device": "cpu", "threads": 2, "torch": "x", "ceiling_gflops": {"float32": speed},
-                         "models": {"ours": model, "diffusers": model},
-                         "ratios": {"train_best_vs_best": 1.0, "train_float32": 1.0, "sampling": 1.0}},
-               "quality": {"fid_1024_real_training_digits": 6.0, "good_fid_1024": 12.0, "pass": "x",
-                           "models": {"ours": {"precision": "bfloat16", "minutes_budget": 30, "steps": 9, "minutes": 30.0, "minutes_to_pass": 6.0,
-                                               "minutes_to_good": None, "snapshots": [
-                                                   {"minutes": 6.0, "step": 9, "confidence": 0.9, "max_class_fraction": 0.1,
-                                                    "fid_256": 50.0, "fid_1024": 30.0, "passes": True}]}}}}
-    text = results.markdown(report)
-    assert "| training images/s, float32 | 2.0 (1.0-3.0) | 2.0 (1.0-3.0) | 1.00x |" in text
-    assert "| ours | bfloat16 | 30 | 9 | 6.0 | not within 30 |" in text
-    assert "| ours | 6.0 | 9 | 0.900 | 0.100 | 50.0 | 30.0 | pass |" in text
+    text = results.markdown(REPORT)
+    assert "| training images/s, float32 | 2.0 (1.0-3.0) | 2.0 (1.0-3.0) (ours 1.50x) |" in text
+    assert "| ours | bfloat16 | 1 | 10.0 | 320 | 3.0 (300) | 4.0, 60.0 |" in text
+    assert "| peer | bfloat16 | 0 | 10.0 | 320 | not within 10 | 2.0, 800.0 |" in text
+    assert "| ours | float32 | 0 | 4.0 | 400 | 0.900 | 0.100 | 95.0 | - | pass |" in text
+    assert "| faster | lr=0.004 | bfloat16 | 0 | 10.0 | 320 | 2.0 (200) | 2.0, 99.0 |" in text
+
+
+def test_recipe_figures_are_the_worst_seed():
+    """PASS_STEPS: every later snapshot passes with margin (FID <= 80) in every seed; minutes to pass: the worst seed."""
+    figures = results.recipe_figures(REPORT)
+    assert figures["pass_steps"] == 500, "seed 0 passes with margin from step 300, seed 1 from step 300 (79)"
+    assert figures["bfloat16"]["minutes_to_pass"] == 3.0 and figures["bfloat16"]["steps_to_pass"] == 300
+    assert figures["float32"]["minutes_to_pass"] == 4.0 and figures["bfloat16"]["steps_per_s"] == 10.0
+    assert abs(figures["bfloat16"]["minutes_to_pass_steps"] - 500 / 10 / 60) < 1e-9
 
 
 def test_benchmark_report_renders_the_extensions(tmp_path):
