@@ -63,20 +63,38 @@ def _markdown_before(marker):
 
 
 def test_training_figures_in_the_notebook_come_from_the_benchmark():
-    """PASS_STEPS and section 5's figures are those of bench/results.json (`make bench QUALITY=1`)."""
+    """PASS_STEPS, CPU_STEPS_PER_S and section 5's figures, in bfloat16 and float32, are those of bench/results.json
+    (`make bench QUALITY=1`: the worst of three seeds)."""
+    from tools import results
+    f = results.recipe_figures(results.load())
+    bf16, fp32 = f["bfloat16"], f["float32"]
+    setup = cells_by_grade_id(REFERENCE)["setup"]
+    assert f"PASS_STEPS = {f['pass_steps']} " in setup, f"PASS_STEPS should be {f['pass_steps']}, as measured"
+    speeds = f'CPU_STEPS_PER_S = {{"bfloat16": {bf16["steps_per_s"]:.0f}, "float32": {fp32["steps_per_s"]:.0f}}}'
+    assert speeds in setup, f"the setup cell should say {speeds}"
+    text = _markdown_before("pass_steps=PASS_STEPS")
+    for figure in (f"about {bf16['steps_per_s']:.0f} steps per second in bfloat16",
+                   f"{fp32['steps_per_s']:.0f} in float32", f"after {bf16['minutes_to_pass']:.1f} minutes in bfloat16",
+                   f"{fp32['minutes_to_pass']:.1f} in float32", f"after about {f['pass_steps']:,} steps",
+                   f"about {bf16['minutes_to_pass_steps']:.0f} minutes in bfloat16",
+                   f"{fp32['minutes_to_pass_steps']:.0f} in float32"):
+        assert figure in text, f"section 5 should say {figure!r} (bench/results.json)"
+
+
+def test_readme_figures_come_from_the_benchmark():
+    """The README's time figures (the recipe's speed and time to pass in both precisions, sampling) are those of
+    bench/results.json."""
     from tools import results
     bench = results.load()
-    steps, _ = results.pass_steps(bench)
-    run = bench["quality"]["models"]["ours"]
-    per_second = run["steps"] / (60 * run["minutes"])
-    first_pass = next(r["step"] for r in run["snapshots"] if r["passes"])
-    setup = cells_by_grade_id(REFERENCE)["setup"]
-    assert f"PASS_STEPS = {steps} " in setup, f"PASS_STEPS should be {steps}, as measured (tools/results.py)"
-    assert f"CPU_STEPS_PER_S = {per_second:.0f} " in setup, f"CPU_STEPS_PER_S should be {per_second:.0f}"
-    text = _markdown_before("pass_steps=PASS_STEPS")
-    for figure in (f"about {per_second:.0f} steps per second", f"after about {steps:,} steps",
-                   f"about {steps / per_second / 60:.0f} minutes", f"after about {round(first_pass, -3):,.0f}"):
-        assert figure in text, f"section 5 should say {figure!r} (bench/results.json)"
+    f = results.recipe_figures(bench)
+    readme = (REFERENCE.parent / "README.md").read_text()
+    worst_fid = max(r["snapshots"][-1]["fid_256"] for r in results.runs(bench))
+    sampling = bench["speed"]["models"]["ours"]["sampling_64x1000_s"]["median"]
+    for figure in (*(f"{p}: {f[p]['steps_per_s']:.1f} steps/s, passes after {f[p]['minutes_to_pass']:.1f} min "
+                     f"({f[p]['steps_to_pass']:,} steps)" for p in ("bfloat16", "float32")),
+                   f"Frechet distance after 10 min at most {worst_fid:.1f}", f"`PASS_STEPS = {f['pass_steps']}`",
+                   f"64 digits with the 1000-step sampler in {sampling:.1f} s"):
+        assert figure in readme, f"README.md should say {figure!r} (bench/results.json)"
 
 
 def test_executed_notebook_is_small():
