@@ -106,8 +106,8 @@ def markdown(results):
     q = results.get("quality")
     if q:
         lines += ["", "## Time to quality", "",
-                  f"Each run trains with the notebook's recipe (its train() and defaults) and is scored every few "
-                  f"minutes of training, off the clock, as the grader scores a submission. Pass: {q['pass']} on 256 "
+                  f"Each run trains with the notebook's recipe (its train() and defaults) and is scored at regular "
+                  f"times of training, off the clock, as the grader scores a submission. Pass: {q['pass']} on 256 "
                   f"samples (20-step DDIM). Good: Frechet distance on 1,024 samples <= {q['good_fid_1024']:.1f}, twice "
                   f"that of 1,024 real training digits ({q['fid_1024_real_training_digits']:.1f}). Runs that are "
                   "not timed for their last score stop at their first pass.", ""]
@@ -124,7 +124,8 @@ def markdown(results):
     if experiments:
         lines += ["", "## Experiments on the recipe and the architecture", "",
                   "`python -m tools.bench --quality --skip-speed --experiment NAME --recipe ... --unet ...`: our U-Net "
-                  "with one change, scored as above. The recipe in use is the row without changes.", ""]
+                  "with one change, scored as above. The recipe in use is the row without changes."
+                  + (" " + results["experiments_note"] if results.get("experiments_note") else ""), ""]
         lines += run_table([{**r, "model": name} for name, rs in experiments.items() for r in rs], changes=True)
     sweep = results.get("sampler_sweep")
     if sweep:
