@@ -2,6 +2,7 @@
 experiments (tools/experiments.py). Each tool updates its own keys; results.md is rendered from all of them.
 """
 import json
+import statistics
 from pathlib import Path
 
 from grader import quality
@@ -47,16 +48,11 @@ def recipe_figures(results):
         if not rs:
             continue
         passed = [r for r in rs if r["minutes_to_pass"] is not None]
-        out[precision] = {"steps_per_s": median([r["steps_per_s"] for r in rs]),
+        out[precision] = {"steps_per_s": statistics.median(r["steps_per_s"] for r in rs),
                           "minutes_to_pass": max(r["minutes_to_pass"] for r in passed) if len(passed) == len(rs) else None,
                           "steps_to_pass": max(r["steps_to_pass"] for r in passed) if passed else None}
         out[precision]["minutes_to_pass_steps"] = out["pass_steps"] / out[precision]["steps_per_s"] / 60
     return out
-
-
-def median(values):
-    values = sorted(values)
-    return (values[(len(values) - 1) // 2] + values[len(values) // 2]) / 2
 
 
 def run_table(rs, changes=False):
