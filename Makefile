@@ -2,8 +2,9 @@
 PYTHON    ?= python3
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
-# Where MNIST lives (torchvision's layout: $(DATA_ROOT)/MNIST/raw/...). CI sets DATA_ROOT=../shared/data.
-DATA_ROOT ?= data
+# Where MNIST lives (torchvision's layout: $(DATA_ROOT)/MNIST/raw/...): DATA_ROOT=..., or DDPM_DATA_ROOT in the
+# environment (what the grader and the notebook read), or data/. CI sets DATA_ROOT=../shared/data.
+DATA_ROOT ?= $(or $(DDPM_DATA_ROOT),data)
 EPOCHS    ?= 8
 MINUTES   ?= 30
 BUILD     := build
@@ -12,7 +13,7 @@ COURSE    := $(BUILD)/course
 export DDPM_DATA_ROOT := $(abspath $(DATA_ROOT))
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv data sandbox run test test-grader test-notebook assignment release outputs experiments train train-conditional classifier gpu-check calibrate grade gradescope bench clean
+.PHONY: help venv data sandbox run test test-grader test-notebook assignment course release outputs experiments train train-conditional classifier gpu-check calibrate grade gradescope bench clean
 
 help:
 	@echo "make run         set up, then execute solution.ipynb end to end (into $(BUILD)/solution.ipynb)"
@@ -25,7 +26,9 @@ help:
 	@echo "                 MINUTES=$(MINUTES) minutes of training time"
 	@echo "make classifier  train the evaluation classifier data/mnist_classifier.pt (>= 99 % test accuracy)"
 	@echo "make calibrate   re-measure the sample-quality thresholds into grader/calibration.md"
-	@echo "make grade SUBMISSIONS=dir/   grade every notebook under dir/ into $(BUILD)/grades (JSON + CSV)"
+	@echo "make grade SUBMISSIONS=dir/   grade every notebook under dir/ into $(BUILD)/grades (JSON + CSV);"
+	@echo "                 STUDENTS=\"alice bob\" and PARTS=ddim regrade only those, keeping the other results"
+	@echo "make course COURSE=dir  an nbgrader course folder for this assignment (config, source, release)"
 	@echo "make gradescope  build $(BUILD)/gradescope/autograder.zip, the autograder for Gradescope"
 	@echo "make release     the folder a student receives: $(BUILD)/release/ and $(BUILD)/release.zip"
 	@echo "make bench       speed of the U-Net against diffusers' UNet2DModel into bench/ (about 6 min);"
@@ -35,11 +38,16 @@ help:
 	@echo "make gpu-check   on a machine with a CUDA GPU: speed, one timed epoch and the GPU-marked tests"
 	@echo "variables: DATA_ROOT=$(DATA_ROOT) PYTHON=$(PYTHON) VENV=$(VENV)"
 
+# The venv has the grader installed (editable: `import grader` works from any folder, and the package stays this
+# repository's grader/), and the course's nbgrader configuration in its etc/jupyter, so that nbgrader run with this
+# Python grades with the grader in any course folder.
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	mkdir -p $(VENV)/etc/jupyter && ln -sf $(abspath nbgrader_config.py) $(VENV)/etc/jupyter/nbgrader_config.py
 	touch $@
 
 # Downloads MNIST into DATA_ROOT if it is missing (needs internet; offline, a missing data set is a clear error). Only
@@ -76,6 +84,16 @@ assignment: venv
 	    --CourseDirectory.course_id=ddpm --log-level=ERROR
 	cp $(COURSE)/release/ddpm/assignment.ipynb assignment.ipynb
 
+# A ready nbgrader course folder: COURSE/nbgrader_config.py, the source notebook, the generated release, the gradebook.
+COURSE_DIR = $(abspath $(COURSE))
+course: venv
+	@[ "$(origin COURSE)" = "command line" ] || { echo "usage: make course COURSE=folder (a new course folder)"; exit 2; }
+	mkdir -p $(COURSE_DIR)/source/ddpm
+	cp nbgrader_config.py $(COURSE_DIR)/nbgrader_config.py
+	cp solution.ipynb $(COURSE_DIR)/source/ddpm/assignment.ipynb
+	cd $(COURSE_DIR) && $(abspath $(PY)) -m nbgrader generate_assignment ddpm --force --log-level=ERROR
+	@echo "course folder ready: $(COURSE_DIR) (README: the nbgrader round trip)"
+
 release: venv assignment
 	$(PY) -m tools.release $(BUILD)/release
 
@@ -96,9 +114,12 @@ calibrate: venv data
 	$(PY) -m tools.calibrate
 
 SUBMISSIONS ?= submissions
+STUDENTS ?=
+PARTS ?=
 grade: export DDPM_OFFLINE := 1
 grade: venv data sandbox
-	$(PY) -m tools.grade $(SUBMISSIONS) --out $(BUILD)/grades
+	$(PY) -m tools.grade $(SUBMISSIONS) --out $(BUILD)/grades $(if $(STUDENTS),--students $(STUDENTS)) \
+	    $(if $(PARTS),--parts $(PARTS))
 
 # Gradescope's autograder: build/gradescope/autograder.zip (README: "Grading on Gradescope").
 gradescope: venv data

@@ -7,6 +7,10 @@ GradeOutsideKernel hands the submitted notebook to grader/runner.py, the same sa
 and writes into each autograded test cell `test_<part>` the part's result: the checks in plain words, a hint for
 each failed one, and the points as the cell's value, which nbgrader reads as partial credit. formgrader, feedback
 and export work as usual; the feedback shows the submitted code and these results.
+
+What is the grader's to fix (no data set, no sandbox, a course configuration that would leave parts ungraded) raises
+an error instead: nbgrader then records no grade for the submission, says why and exits with an error, so that no
+student is charged for it.
 """
 import json
 import subprocess
@@ -17,23 +21,13 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Float
 
-from . import runner
+from . import feedback, runner
 from .cells import MODEL
 
 
 
-def report(part, result):
-    """The text a student sees under the test cell of `part`."""
-    lines = [f"Graded part '{part}': {result['points']:g} of {result['max']:g} points."]
-    for check in result["checks"]:
-        what = check.get("checked") or check["test"]
-        if check["outcome"] == "skipped":    # e.g. the GPU checks on a CPU
-            continue
-        if check["outcome"] == "passed":
-            lines.append(f"  ✓ {what}")
-        else:
-            lines.append(f"  ✗ {what}\n      Hint: {check['message']}")
-    return "\n".join(lines) + "\n"
+class GradingSetupError(RuntimeError):
+    """The grader cannot grade on this machine or with this configuration: the instructor's to fix."""
 
 
 class GradeOutsideKernel(Preprocessor):
@@ -43,6 +37,11 @@ class GradeOutsideKernel(Preprocessor):
     timeout = Float(3600, help="seconds for grading one notebook").tag(config=True)
 
     def preprocess(self, nb, resources):
+        if not self.config.OverwriteCells.get("add_missing_cells"):
+            raise GradingSetupError(
+                "The course's nbgrader configuration does not set c.OverwriteCells.add_missing_cells = True, so a "
+                "notebook whose test cells were deleted (or that comes from an older release) would lose those parts' "
+                "points. Use the nbgrader_config.py of the assignment's repository (it may be from an older release).")
         folder = Path(resources.get("metadata", {}).get("path") or ".")
         with tempfile.TemporaryDirectory(prefix="autograde-") as tmp:
             notebook, out = Path(tmp) / "submission.ipynb", Path(tmp) / "result.json"
@@ -54,21 +53,27 @@ class GradeOutsideKernel(Preprocessor):
             command, env = runner.command(notebook, "--checkpoint", folder.resolve() / MODEL,
                                           "--out", out, *(["--hide", *hide] if hide else []))
             try:
-                subprocess.run(command, capture_output=True, timeout=self.timeout, cwd=tmp, env=env)
+                proc = subprocess.run(command, capture_output=True, timeout=self.timeout, cwd=tmp, env=env,
+                                      text=True, errors="replace")
+            except subprocess.TimeoutExpired:
+                proc = None
+            if proc is not None and proc.returncode == runner.SETUP_EXIT:
+                raise GradingSetupError(proc.stderr.strip()[-2000:])
+            try:
                 parts = json.loads(out.read_text())["parts"]
-            except (OSError, ValueError, KeyError, subprocess.TimeoutExpired) as err:
-                self.log.error("The grader could not grade %s: %s", folder, err)
-                parts = {}
+            except (OSError, ValueError, KeyError) as err:   # the grader itself failed: no grade, and say why
+                raise GradingSetupError(f"The grader could not grade {folder} "
+                                        f"({'timed out' if proc is None else proc.stderr.strip()[-2000:]}): {err}")
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})
             part = str(meta.get("grade_id", "")).removeprefix("test_")
             if cell.cell_type != "code" or not meta.get("grade") or not str(meta.get("grade_id", "")).startswith("test_"):
                 continue
             if part in parts:
-                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=report(part, parts[part])),
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=feedback.text(part, parts[part])),
                                 nbformat.v4.new_output("execute_result", data={"text/plain": f"{parts[part]['points']:g}"},
                                                        execution_count=cell.get("execution_count"))]
-            else:
-                cell.outputs = [nbformat.v4.new_output("error", ename="GradingError", evalue=(
-                    f"The grader could not grade the part '{part}': ask your instructor."), traceback=[])]
+            else:   # a test cell of no part the grader knows (a notebook from another assignment?)
+                raise GradingSetupError(f"The notebook has a test cell '{meta.get('grade_id')}' that the grader does "
+                                        "not know: is the course's source notebook this repository's solution.ipynb?")
         return nb, resources

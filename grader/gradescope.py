@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import runner
+from . import feedback, runner
 from .cells import MODEL
 
 
@@ -27,13 +27,15 @@ def results(submission):
                 "No notebook (.ipynb) was found in your submission: upload your assignment.ipynb."}
     graded = runner.grade(notebook, model or Path(submission) / MODEL)
     tests = []
-    for check in graded["checks"]:
-        if check["outcome"] == "skipped":       # e.g. the GPU checks: Gradescope has no GPU
-            continue
-        tests.append({"name": f"{check['part']}: {check.get('checked') or check['test']}",
-                      "score": check["points"], "max_score": check["max"], "visibility": "visible",
-                      "output": "" if check["outcome"] == "passed" else f"Hint: {check['message']}"})
-    summary = [f"{part}: {r['points']:g} of {r['max']:g} points" for part, r in graded["parts"].items()]
+    for part, result in graded["parts"].items():
+        for check, (mark, what, why) in zip(result["checks"], feedback.lines(result["checks"])):
+            if mark == "skipped":       # e.g. the GPU checks: Gradescope has no GPU
+                continue
+            tests.append({"name": f"{feedback.title(part)}: {what}", "score": check["points"],
+                          "max_score": check["max"], "visibility": "visible", "output": f"Hint: {why}" if why else ""})
+    summary = [f"{feedback.title(part)}: {r['points']:g} of {r['max']:g} points. {feedback.figures(r)}".strip()
+               for part, r in graded["parts"].items()]
+    summary.append(f"Graded by the course's grader {graded['grader']}.")
     if model is None:
         summary.insert(0, "No trained model (data/ddpm_mnist.pt) was found in your submission: the code parts are "
                           "graded, the sample quality is not. Upload data/ddpm_mnist.pt with your notebook.")
@@ -43,7 +45,10 @@ def results(submission):
 
 def main():
     submission, out = Path(sys.argv[1]), Path(sys.argv[2])
-    out.write_text(json.dumps(results(submission), indent=1))
+    try:
+        out.write_text(json.dumps(results(submission), indent=1))
+    except runner.SetupError as err:   # no results.json: Gradescope shows the run as failed, not as a 0
+        sys.exit(f"ERROR: the autograder cannot grade here: {err}")
 
 
 if __name__ == "__main__":

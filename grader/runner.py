@@ -12,6 +12,8 @@ here, such as GPU checks on a CPU, do not count).
 """
 import argparse
 import concurrent.futures
+import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -21,10 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import __version__
 from .cells import MODEL, PARTS
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
+NEEDED = ("MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte")   # in the data root, or their .gz
 WALL = {"wall_per_check": 1800, "wall_per_part": 3600}   # wall-clock backstops for code that sleeps (CPU is limited)
 # The workers' limits (CPU per check, memory, ...) are remote.LIMITS; `limits` here passes an instructor's changes on.
 
@@ -32,6 +36,40 @@ WALL = {"wall_per_check": 1800, "wall_per_part": 3600}   # wall-clock backstops 
 def command(*args):
     """How another process runs this grader: (argv, env), with the repository root on the import path."""
     return [sys.executable, "-m", "grader.runner", *map(str, args)], {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+class SetupError(Exception):
+    """The grader cannot grade here (no data set, no sandbox, its own files missing): the instructor's to fix. It
+    stops grading instead of charging a student for it. The command line exits with SETUP_EXIT."""
+
+
+SETUP_EXIT = 3
+
+
+def data_root():
+    """Where MNIST is: DDPM_DATA_ROOT, or this repository's data/ (never the current folder)."""
+    return Path(os.environ.get("DDPM_DATA_ROOT") or ROOT / "data").resolve()
+
+
+def check_setup():
+    """Raise SetupError if this machine cannot grade: the reference notebook, the classifier, MNIST's test set."""
+    root = data_root()
+    missing = [name for name in NEEDED if not (root / name).exists() and not (root / f"{name}.gz").exists()]
+    if missing:
+        raise SetupError(f"MNIST's test set is not in {root} (missing {', '.join(missing)}). Put MNIST there "
+                         "(`make data`), or point DDPM_DATA_ROOT at the folder that has MNIST/raw/.")
+    for path in (ROOT / "solution.ipynb", ROOT / "data" / "mnist_classifier.pt", ROOT / "data" / "mnist_test_gaussian.pt"):
+        if not path.exists():
+            raise SetupError(f"The grader's file {path} is missing: grade from a complete copy of the repository.")
+
+
+def version():
+    """The grader's version and a digest of every file that decides a grade (the checks, the library, the reference
+    notebook): recorded with each grade, so that a disputed one can be reproduced with the same grader."""
+    digest = hashlib.sha256()
+    for path in sorted([*(ROOT / "grader").glob("*.py"), *TESTS.glob("*.py"), ROOT / "solution.ipynb"]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
 def part_result(part, data, why):
@@ -50,8 +88,11 @@ def part_result(part, data, why):
                    "message": f"This part could not be graded: {why}."}]
     counted = [c for c in checks if c["outcome"] != "skipped"]
     total = PARTS[part]
+    shares = [round(total / len(counted), 4)] * len(counted)
+    if shares:
+        shares[-1] = round(total - sum(shares[:-1]), 4)   # the shares add up to the part's points exactly
     for c in checks:
-        c["max"] = round(total / len(counted), 4) if c in counted else 0
+        c["max"] = shares.pop(0) if c in counted else 0
         c["points"] = c["max"] if c["outcome"] == "passed" else 0
     passed = sum(c["outcome"] == "passed" for c in counted)
     return {"points": round(total * passed / len(counted), 2) if counted else 0.0, "max": total, "checks": checks}
@@ -59,7 +100,8 @@ def part_result(part, data, why):
 
 def _checks(notebook, checkpoint, parts, limits, hide):
     """Run the checks of `parts` in a pytest process; ({part: part_result}, graded in a sandbox?)."""
-    with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="grade-"))
         results = Path(scratch) / "results.json"
         command = [sys.executable, "-m", "pytest", *[str(TESTS / f"test_{p}.py") for p in parts],
                    "--notebook", str(notebook), f"--results={results}", "-q", "-c", str(ROOT / "pytest.ini"),
@@ -69,11 +111,13 @@ def _checks(notebook, checkpoint, parts, limits, hide):
         if "cpu_per_check" in limits:
             command.append(f"--cpu-timeout={limits['cpu_per_check']}")
         env = {**os.environ, "DDPM_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "DDPM_DATA_ROOT": str(data_root()),
                "DDPM_HIDE": os.pathsep.join(map(str, [*(hide or ()), notebook.parent])),
                "DDPM_LIMITS": json.dumps({k: v for k, v in limits.items() if k not in WALL})}
         why = "the grader stopped before this check was done"
         # each part stops starting checks after wall_per_part; the check then running may take wall_per_check more
-        proc = subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        log = stack.enter_context(open(Path(scratch) / "log.txt", "w+", errors="replace"))
+        proc = subprocess.Popen(command, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
             proc.wait(timeout=(limits["wall_per_part"] + limits["wall_per_check"]) * len(parts) + 60)
@@ -89,6 +133,9 @@ def _checks(notebook, checkpoint, parts, limits, hide):
             data = json.loads(results.read_text())
         except (OSError, ValueError):
             data = {}
+        if "collected" not in data:   # the checks' process failed before it ran any submitted code: ours to fix
+            log.seek(0)
+            raise SetupError(f"The checks could not start (exit code {proc.returncode}): {log.read()[-1500:].strip()}")
     return {part: part_result(part, data, why) for part in parts}, data.get("sandbox", False)
 
 
@@ -98,6 +145,7 @@ def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None, hide=No
     jobs: pytest processes that share the parts (default 1: the least CPU; more finish one notebook sooner).
     limits: wall_per_check and wall_per_part (WALL), and changes to the workers' limits (remote.LIMITS).
     hide: folders the submitted code must not see (other submissions)."""
+    check_setup()
     limits = {**WALL, **{k: v for k, v in (limits or {}).items() if v is not None}}
     notebook = Path(notebook).resolve()
     if checkpoint is None:
@@ -113,7 +161,8 @@ def grade(notebook, checkpoint=None, jobs=None, parts=None, limits=None, hide=No
     ordered = {p: results[p] for p in parts}
     return {"notebook": str(notebook), "points": round(sum(r["points"] for r in ordered.values()), 2),
             "max": sum(r["max"] for r in ordered.values()), "seconds": round(time.time() - start, 1),
-            "sandbox": sandboxed, "parts": ordered, "checks": [c for r in ordered.values() for c in r["checks"]]}
+            "sandbox": sandboxed, "grader": version(), "parts": ordered,
+            "checks": [c for r in ordered.values() for c in r["checks"]]}
 
 
 def main():
@@ -130,8 +179,12 @@ def main():
     args = parser.parse_args()
     limits = {"cpu_per_check": args.cpu_per_check, "wall_per_check": args.wall_per_check,
               "wall_per_part": args.wall_per_part}
-    result = grade(args.notebook, args.checkpoint and args.checkpoint.resolve(), args.jobs, args.parts, limits,
-                   [h.resolve() for h in args.hide or ()])
+    try:
+        result = grade(args.notebook, args.checkpoint and args.checkpoint.resolve(), args.jobs, args.parts, limits,
+                       [h.resolve() for h in args.hide or ()])
+    except SetupError as err:
+        print(f"ERROR: nothing was graded: {err}", file=sys.stderr)
+        sys.exit(SETUP_EXIT)
     if not result["sandbox"]:
         print("WARNING: graded without a sandbox (bubblewrap is not installed, or DDPM_SANDBOX=none): the submitted "
               "code could read and write this machine's files. Install it (Debian: apt-get install bubblewrap).",

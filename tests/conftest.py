@@ -73,8 +73,11 @@ def pytest_runtest_makereport(item, call):
         _spoiled.setdefault(part, "an earlier check of this part did not finish in time")
     result = _results.setdefault(item.nodeid, {
         "test": item.nodeid.split("::", 1)[-1], "part": part,
-        "part_title": (item.module.__doc__ or "").strip().splitlines()[0] if item.module.__doc__ else "",
-        "checked": checked(item), "outcome": "running", "message": ""})
+        "part_title": first_paragraph(item.module.__doc__), "checked": checked(item), "outcome": "running",
+        "message": ""})
+    measured = dict(item.user_properties).get("measured")
+    if measured:   # the figures a check ruled on (sample statistics): kept with the grade, to explain it
+        result["measured"] = {k: round(v, 4) for k, v in measured.items() if isinstance(v, (int, float))}
     if result["outcome"] in ("running", "passed") and (report.failed or report.skipped):
         crash = getattr(report.longrepr, "reprcrash", None)
         message = crash.message if crash else str(report.longrepr[-1] if report.skipped else report.longrepr)
@@ -93,13 +96,22 @@ def hint(message):
     return "".join(c if c.isprintable() else " " for c in text)[:600]
 
 
+def first_paragraph(doc):
+    """A docstring's first paragraph on one line (a sentence may wrap over several lines)."""
+    return " ".join(line.strip() for line in (doc or "").strip().split("\n\n")[0].splitlines())
+
+
 def checked(item):
-    "What a check checks, in plain words: its docstring's first line, or its name spelled out."
+    "What a check checks, in plain words: its docstring's first paragraph, or its name spelled out."
     doc = getattr(item, "function", None) and item.function.__doc__
     if doc:
-        return doc.strip().splitlines()[0]
-    words = item.name.split("[")[0].removeprefix("test_").replace("_", " ")
-    return words[:1].upper() + words[1:] + "."
+        text = first_paragraph(doc)
+    else:
+        words = item.name.split("[")[0].removeprefix("test_").replace("_", " ")
+        text = words[:1].upper() + words[1:] + "."
+    if item.get_closest_marker("gpu") and "GPU" not in text:
+        text = f"On a GPU: {text}"
+    return text
 
 
 def _write_results(config):

@@ -39,7 +39,9 @@ def verdict(request):   # per check, so that the sampling runs under the check's
            request.config.getoption("--checkpoint"), request.param)
     if key not in _failed:
         try:
-            return quality.judge(statistics(*key), request.param)
+            stats = statistics(*key)
+            request.node.user_properties.append(("measured", stats))
+            return quality.judge(stats, request.param)
         except SubmissionError as err:
             _failed[key] = str(err)
         except pytest.fail.Exception:
