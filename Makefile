@@ -121,7 +121,7 @@ grade: venv data sandbox
 	$(PY) -m tools.grade $(SUBMISSIONS) --out $(BUILD)/grades $(if $(STUDENTS),--students $(STUDENTS)) \
 	    $(if $(PARTS),--parts $(PARTS))
 
-# Gradescope's autograder: build/gradescope/autograder.zip (README: "Grading on Gradescope").
+# Gradescope's autograder: build/gradescope/autograder.zip (README: For instructors, Gradescope).
 gradescope: venv data
 	$(PY) -m tools.gradescope.build $(BUILD)/gradescope/autograder.zip
 

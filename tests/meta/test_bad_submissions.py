@@ -241,7 +241,7 @@ def test_edited_locked_cells_and_deleted_test_cells_change_nothing(tmp_path):
         assert failed_checks(part, notebook) == [], part
 
 
-# Fakes found by an independent tester (README: "Bad submissions"): wrong or missing code plus a trick, each must
+# Fakes found by an independent tester (docs/grader.md: "Bad submissions"): wrong or missing code plus a trick, each must
 # lose the points of the checks it aimed at. Before the fixes each of these gained points.
 LIES = {
     "rewrites the check's inputs in place": ("forward_process", '''

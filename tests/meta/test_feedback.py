@@ -19,3 +19,25 @@ def test_feedback_lists_checks_and_hints(tmp_path):
     assert "(not run here) Runs on a GPU." in md
     assert "AssertionError" not in md + page
     assert "the MEAN &lt;of&gt; the errors" in page and "<of>" not in page   # escaped for the browser
+
+
+def test_a_hint_shared_by_several_checks_is_said_once():
+    from grader import feedback
+    checks = [{"test": f"test_{i}", "checked": f"Check {i}.", "outcome": "failed", "message": "NotImplementedError"}
+              for i in range(5)] + [{"test": "test_ok", "checked": "Fine.", "outcome": "passed", "message": ""}]
+    text = feedback.text("forward_process", {"points": 0, "max": 3, "checks": checks})
+    assert text.startswith("Forward process: 0 of 3 points.")
+    assert text.count("not done yet") == 1 and text.count("the same as above") == 4 and "✓ Fine." in text
+
+
+def test_every_part_has_a_title_and_its_shares_add_up():
+    from grader import feedback, runner
+    from grader.cells import PARTS, TITLES
+    assert set(TITLES) == set(PARTS) and feedback.title("unet") == "U-Net" and feedback.title("ddim") == "DDIM"
+    for part in PARTS:
+        for n in range(1, 13):
+            data = {"collected": [f"tests/test_{part}.py::test_{i}" for i in range(n)],
+                    "results": {f"tests/test_{part}.py::test_{i}": {"test": f"test_{i}", "checked": "", "outcome":
+                                "passed", "message": ""} for i in range(n)}}
+            result = runner.part_result(part, data, "")
+            assert round(sum(c["max"] for c in result["checks"]), 6) == PARTS[part] == result["points"]

@@ -7,7 +7,8 @@ it for a data set outside data/ (CI's). Five notebooks go through `make grade`, 
 run_autograder, one of them also through `python -m grader.runner` and `pytest tests --notebook`:
 
   alice  the solution's answers in the released notebook                                     full marks
-  olga   the same from an older release, without the test cell of sample quality             full marks
+  olga   an independent solution that prints, warns and writes to stderr (tests/meta/corpus),  full marks
+         in a notebook from an older release: without the test cell of sample quality
   dan    the same with the test cell of DDIM deleted                                          full marks
   dave   fakes the grader, DDIM without clipping, os._exit in the in-painting cell            loses DDIM (in part)
                                                                                                and in-painting
@@ -28,6 +29,7 @@ from grader.cells import MODEL, PARTS, REFERENCE, ROOT, TITLES
 from nbgrader.api import Gradebook
 
 README = ROOT / "README.md"
+NOISY = ROOT / "tests" / "meta" / "corpus" / "noisy.ipynb"
 TOTAL = sum(PARTS.values())
 HIJACK = '''import sys, types
 _fake = types.ModuleType("grader")
@@ -80,10 +82,10 @@ def released():
     return json.loads((ROOT / "build" / "course" / "release" / "ddpm" / "assignment.ipynb").read_text())
 
 
-def filled_in(release, edit=None, drop=()):
-    """The released notebook with the solution's answers in its solution cells, and test cells `drop` removed."""
+def filled_in(release, edit=None, drop=(), answers_from=REFERENCE):
+    """The released notebook with the answers of another notebook in its solution cells, test cells `drop` removed."""
     answers = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"])
-               for c in json.loads(REFERENCE.read_text())["cells"] if c["metadata"].get("nbgrader", {}).get("solution")}
+               for c in json.loads(answers_from.read_text())["cells"] if c["metadata"].get("nbgrader", {}).get("solution")}
     nb = json.loads(json.dumps(release))
     nb["cells"] = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") not in drop]
     for cell in nb["cells"]:
@@ -109,7 +111,7 @@ def outside(tmp_path_factory):
     (ROOT / "build" / "course" / "source" / "ddpm").mkdir(parents=True, exist_ok=True)
     shutil.copy(REFERENCE, ROOT / "build" / "course" / "source" / "ddpm" / "assignment.ipynb")
     release = released()
-    students = {"alice": filled_in(release), "olga": filled_in(release, drop={"test_sample_quality"}),
+    students = {"alice": filled_in(release), "olga": filled_in(release, drop={"test_sample_quality"}, answers_from=NOISY),
                 "dan": filled_in(release, drop={"test_ddim"}), "dave": filled_in(release, fake_and_break),
                 "bob": release}
     for student, nb in students.items():

@@ -81,20 +81,20 @@ def test_training_figures_in_the_notebook_come_from_the_benchmark():
         assert figure in text, f"section 5 should say {figure!r} (bench/results.json)"
 
 
-def test_readme_figures_come_from_the_benchmark():
-    """The README's time figures (the recipe's speed and time to pass in both precisions, sampling) are those of
-    bench/results.json."""
+def test_figures_come_from_the_benchmark():
+    """The time figures of docs/figures.md (the recipe's speed and time to pass in both precisions, sampling) are
+    those of bench/results.json."""
     from tools import results
     bench = results.load()
     f = results.recipe_figures(bench)
-    readme = (REFERENCE.parent / "README.md").read_text()
+    readme = (REFERENCE.parent / "docs" / "figures.md").read_text()
     worst_fid = max(r["snapshots"][-1]["fid_256"] for r in results.runs(bench))
     sampling = bench["speed"]["models"]["ours"]["sampling_64x1000_s"]["median"]
     for figure in (*(f"{p}: {f[p]['steps_per_s']:.1f} steps/s, passes after {f[p]['minutes_to_pass']:.1f} min "
                      f"({f[p]['steps_to_pass']:,} steps)" for p in ("bfloat16", "float32")),
                    f"Frechet distance after 10 min at most {worst_fid:.1f}", f"`PASS_STEPS = {f['pass_steps']}`",
                    f"64 digits with the 1000-step sampler in {sampling:.1f} s"):
-        assert figure in readme, f"README.md should say {figure!r} (bench/results.json)"
+        assert figure in readme, f"docs/figures.md should say {figure!r} (bench/results.json)"
 
 
 def test_executed_notebook_is_small():
