@@ -192,8 +192,8 @@ def test_gradescope(make_grade, outside):
         maxima = {}
         for test in result["tests"]:
             maxima[test["name"].split(":")[0]] = maxima.get(test["name"].split(":")[0], 0) + test["max_score"]
-        assert {t: round(m, 6) for t, m in maxima.items()} == {TITLES[p]: PARTS[p] for p in PARTS}
-        assert abs(result["score"] - sum(points[student].values())) < 0.011
+        assert {t: round(m, 6) for t, m in maxima.items()} == {TITLES[p]: PARTS[p] for p in PARTS}, (student, maxima)
+        assert abs(result["score"] - sum(points[student].values())) < 0.011, (student, result["score"], points[student])
     assert_expected(points, "Gradescope")
     assert points == make_grade, "Gradescope and make grade should give the same points per part"
 
