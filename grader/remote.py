@@ -213,15 +213,18 @@ def _compiled(source):
 
 def spawn(cells):
     """A worker that ran `cells` ((name, marshalled code) in order). Returns (Namespace, None) or (None, failure):
-    failure is (cell name, "stop" or "error", message) for a cell that raised, or (None, "died", reason)."""
+    failure is (cell name, "stop" or "error", message) for a cell that raised, or (the cell that was running,
+    "died", reason)."""
     connection = _zygote().fork()
-    try:
-        failed = Proxy(connection, 1, "loader")(cells)
-    except Died as err:
-        return None, (None, "died", str(err))
-    if failed:
-        connection.end()
-        return None, tuple(failed)
+    loader = Proxy(connection, 1, "loader")
+    for name, code in cells:   # one by one: a cell that ran out of time is known by name
+        try:
+            failed = loader([(name, code)])
+        except Died as err:
+            return None, (name, "died", str(err))
+        if failed:
+            connection.end()
+            return None, tuple(failed)
     return Namespace(connection), None
 
 
