@@ -9,8 +9,8 @@ each request, so seeding here seeds the submitted code too.
 
 All workers of a process are forked by one zygote, which imports torch once. Where bubblewrap (`bwrap`) is
 installed the zygote and its workers run in a sandbox: the whole file system read-only, the project, the data set
-and the folders in DDPM_HIDE out of sight, a private /tmp, no network, their own process namespace and no
-capabilities. Without it (conftest.py refuses that unless DDPM_SANDBOX=none) they run with process isolation only, as
+and the folders in DDPM_HIDE out of sight, a private /tmp (a tmpfs of at most LIMITS["tmp_mb"], emptied when no
+worker is left), no network, their own process namespace, no capabilities and no new user namespaces. Without it (conftest.py refuses that unless DDPM_SANDBOX=none) they run with process isolation only, as
 `nobody` where the grader runs as root, and an audit hook keeps them away from the grader's files. Each worker has resource limits (LIMITS) and a CPU budget per check.
 """
 import atexit
