@@ -163,8 +163,8 @@ def namespace(notebook, part, own_earlier=False):
         spent = [name for name in own if (str(notebook), name) in _spent]
         try:
             if spent:
-                raise SubmissionError(f"Not run: your cell '{spent[0]}' {remote.TIMED_OUT} earlier in the grading: "
-                                      "is there an endless loop?")
+                raise SubmissionError(f"Not run: your cell '{spent[0]}' ran out of computing time earlier in the "
+                                      "grading: is there an endless loop?")
             ns, failed = remote.spawn(_compiled(notebook, part, own_earlier=own_earlier))
             _workers[key] = ns if ns else Unloadable(_load_failure(*failed))
             if failed and failed[1] == "died" and remote.TIMED_OUT in failed[2] and failed[0] in own:
