@@ -264,6 +264,8 @@ def _bwrap(bwrap):
             if real.is_dir() and not any(place == c or place in c.parents for c in covers):
                 args += ["--ro-bind", str(real), str(place)]
     args += ["--ro-bind", str(HERE / "worker.py"), str(HERE / "worker.py")]
+    for folder in hidden():   # read-only too: a tmpfs with no size given, like /tmp's before its cap
+        args += ["--remount-ro", str(folder)]
     return args + ["--unshare-all", *_no_userns(bwrap), "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                    "--chdir", "/tmp", "--"]
 

@@ -131,8 +131,15 @@ try:   # files under the file-size limit, in /tmp and in the worker's own folder
 except OSError:
     pass
 _userns = ctypes.CDLL(None).unshare(0x10000000)   # in a user namespace of its own it could mount a tmpfs of any size
-raise RuntimeError(f'wrote {_written} MB, unshare {_userns}')
-""".replace("__FILES__", str(remote.LIMITS["tmp_mb"] // 32 + 2))
+_hidden = 0
+for _folder in __HIDDEN__:   # the folders hidden from it are tmpfs too, with no size given
+    try:
+        open(os.path.join(_folder, 'fill'), 'wb').write(b'0' * 2**20)
+        _hidden += 1
+    except OSError:
+        pass
+raise RuntimeError(f'wrote {_written} MB, unshare {_userns}, hidden folders written {_hidden}')
+""".replace("__FILES__", str(remote.LIMITS["tmp_mb"] // 32 + 2)).replace("__HIDDEN__", repr(list(map(str, remote.hidden()))))
 SEES_TMP = """
 import glob
 if glob.glob('/tmp/**/fill-*', recursive=True):
@@ -486,7 +493,7 @@ def test_filling_tmp_stops_at_its_cap_and_costs_its_own_part_only(tmp_path):
     failures = failed_checks("forward_process", notebook)
     [written] = {int(f.split("wrote ")[1].split(" MB")[0]) for f in failures if "wrote " in f}
     assert cap - 64 < written <= cap, f"a worker wrote {written} MB into /tmp, capped at {cap} MB"
-    assert all("unshare -1" in f for f in failures if "wrote " in f), failures
+    assert all("unshare -1, hidden folders written 0" in f for f in failures if "wrote " in f), failures
     assert failed_checks("two_point", notebook) == []   # its worker sees none of the files, and /tmp is free again
 
 
