@@ -150,6 +150,7 @@ class Unloadable(dict):
 
 
 _workers = {}
+_spent = set()   # (notebook, grade_id): the notebook's own cells that ran out of CPU time, never run again
 
 
 def namespace(notebook, part, own_earlier=False):
@@ -158,9 +159,16 @@ def namespace(notebook, part, own_earlier=False):
     from . import remote
     key = (str(notebook), part, own_earlier)
     if key not in _workers:
+        own = [part, *(CELLS[:CELLS.index(part)] if own_earlier and part in CELLS else ())]
+        spent = [name for name in own if (str(notebook), name) in _spent]
         try:
+            if spent:
+                raise SubmissionError(f"Not run: your cell '{spent[0]}' ran out of computing time earlier in the "
+                                      "grading: is there an endless loop?")
             ns, failed = remote.spawn(_compiled(notebook, part, own_earlier=own_earlier))
             _workers[key] = ns if ns else Unloadable(_load_failure(*failed))
+            if failed and failed[1] == "died" and remote.TIMED_OUT in failed[2] and failed[0] in own:
+                _spent.add((str(notebook), failed[0]))
         except SubmissionError as err:
             _workers[key] = Unloadable(str(err))
     return _workers[key]

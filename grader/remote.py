@@ -9,8 +9,8 @@ each request, so seeding here seeds the submitted code too.
 
 All workers of a process are forked by one zygote, which imports torch once. Where bubblewrap (`bwrap`) is
 installed the zygote and its workers run in a sandbox: the whole file system read-only, the project, the data set
-and the folders in DDPM_HIDE out of sight, a private /tmp, no network, their own process namespace and no
-capabilities. Without it (conftest.py refuses that unless DDPM_SANDBOX=none) they run with process isolation only, as
+and the folders in DDPM_HIDE out of sight, a private /tmp (a tmpfs of at most LIMITS["tmp_mb"], emptied when no
+worker is left), no network, their own process namespace, no capabilities and no new user namespaces. Without it (conftest.py refuses that unless DDPM_SANDBOX=none) they run with process isolation only, as
 `nobody` where the grader runs as root, and an audit hook keeps them away from the grader's files. Each worker has resource limits (LIMITS) and a CPU budget per check.
 """
 import atexit
@@ -29,6 +29,7 @@ import site
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -39,8 +40,10 @@ from .worker import Broken, Peer, Proxy, _DataOnly, no_dump, recv, send  # noqa:
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# A worker's limits. cpu_per_check is the default CPU budget of one check (conftest's --cpu-timeout overrides it).
-LIMITS = {"cpu_per_check": 120, "memory_gb": 8.0, "file_mb": 200, "processes": 128, "cpu_per_worker": 3600}
+# A worker's limits. cpu_per_check is the default CPU budget of one check (conftest's --cpu-timeout overrides it);
+# tmp_mb: what the sandbox's /tmp (a tmpfs, so memory) may hold, all files together.
+LIMITS = {"cpu_per_check": 120, "memory_gb": 8.0, "file_mb": 200, "tmp_mb": 512, "processes": 128,
+          "cpu_per_worker": 3600}
 LIMITS.update(json.loads(os.environ.get("DDPM_LIMITS", "{}")))   # how runner.py passes an instructor's limits down
 TIMED_OUT = "did not finish within its CPU time"
 STANDINS = (HERE / "standins.py").read_text()
@@ -210,15 +213,18 @@ def _compiled(source):
 
 def spawn(cells):
     """A worker that ran `cells` ((name, marshalled code) in order). Returns (Namespace, None) or (None, failure):
-    failure is (cell name, "stop" or "error", message) for a cell that raised, or (None, "died", reason)."""
+    failure is (cell name, "stop" or "error", message) for a cell that raised, or (the cell that was running,
+    "died", reason)."""
     connection = _zygote().fork()
-    try:
-        failed = Proxy(connection, 1, "loader")(cells)
-    except Died as err:
-        return None, (None, "died", str(err))
-    if failed:
-        connection.end()
-        return None, tuple(failed)
+    loader = Proxy(connection, 1, "loader")
+    for name, code in cells:   # one by one: a cell that ran out of time is known by name
+        try:
+            failed = loader([(name, code)])
+        except Died as err:
+            return None, (name, "died", str(err))
+        if failed:
+            connection.end()
+            return None, tuple(failed)
     return Namespace(connection), None
 
 
@@ -242,7 +248,8 @@ def hidden():
 
 
 def _bwrap(bwrap):
-    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--size", str(int(LIMITS["tmp_mb"] * 2**20)), "--tmpfs", "/tmp"]
     for device in glob.glob("/dev/nvidia*"):
         args += ["--dev-bind", device, device]
     for folder in hidden():
@@ -257,7 +264,20 @@ def _bwrap(bwrap):
             if real.is_dir() and not any(place == c or place in c.parents for c in covers):
                 args += ["--ro-bind", str(real), str(place)]
     args += ["--ro-bind", str(HERE / "worker.py"), str(HERE / "worker.py")]
-    return args + ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--chdir", "/tmp", "--"]
+    for folder in hidden():   # read-only too: a tmpfs with no size given, like /tmp's before its cap
+        args += ["--remount-ro", str(folder)]
+    return args + ["--unshare-all", *_no_userns(bwrap), "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                   "--chdir", "/tmp", "--"]
+
+
+@functools.lru_cache(maxsize=None)
+def _no_userns(bwrap):
+    """No user namespaces inside the sandbox, where bwrap can make one: in one of its own, a worker could mount a
+    tmpfs of any size and get round /tmp's cap."""
+    flags = ["--unshare-user", "--disable-userns"]
+    probe = subprocess.run([bwrap, "--ro-bind", "/", "/", *flags, "--", "true"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+    return flags if probe.returncode == 0 else []
 
 
 PIDS = [Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")]   # cgroup v1's pids controller, or cgroup v2
@@ -341,17 +361,22 @@ class Zygote:
             print("WARNING: grading without a sandbox, with process isolation only (bubblewrap is not installed, or "
                   "DDPM_SANDBOX=none). Install it (Debian: apt-get install bubblewrap) to keep submitted code off the "
                   "file system and the network.", file=sys.stderr)
-        command = [sys.executable, "-I", str(HERE / "worker.py"), "--zygote", str(theirs.fileno()), str(ROOT),
-                   "1" if bwrap else "0"]
-        if bwrap:
-            command = _bwrap(bwrap) + command
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", "LANG": "C.UTF-8",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "DDPM_OFFLINE": "1",
-               "NBGRADER_EXECUTION": "autograde", "PYTHONHASHSEED": "0"}
         self.group = _pids_cgroup(LIMITS["processes"])
         as_nobody = not bwrap and os.geteuid() == 0 and _open_to_all(sys.executable, HERE / "worker.py", sys.prefix)
+        # the workers' temporary files: the sandbox's /tmp, or else a folder of their own, removed with the zygote
+        # (without a sandbox nothing caps the files together: only each file's size, LIMITS["file_mb"])
+        self.scratch = "/tmp" if bwrap else tempfile.mkdtemp(prefix="ddpm-workers-")
+        if as_nobody:
+            os.chown(self.scratch, NOBODY, NOBODY)
+        command = [sys.executable, "-I", str(HERE / "worker.py"), "--zygote", str(theirs.fileno()), str(ROOT),
+                   "1" if bwrap else "0", self.scratch]
+        if bwrap:
+            command = _bwrap(bwrap) + command
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.scratch, "TMPDIR": self.scratch,
+               "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+               "DDPM_OFFLINE": "1", "NBGRADER_EXECUTION": "autograde", "PYTHONHASHSEED": "0"}
         self.proc = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd="/tmp",
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=self.scratch,
                                      preexec_fn=_limits(self.group, as_nobody))
         theirs.close()
         self.sock = ours
@@ -429,6 +454,8 @@ class Zygote:
             pass
         self.proc.wait()
         _remove(self.group)
+        if not self.sandboxed:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 _current = None

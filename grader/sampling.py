@@ -12,16 +12,18 @@ from .cells import MODEL, SubmissionError, Unloadable
 
 
 def checkpoint_of(notebook, checkpoint=None):
-    """The trained model submitted with `notebook`: `checkpoint` if given, else data/ddpm_mnist.pt beside it."""
-    return Path(checkpoint) if checkpoint else Path(notebook).resolve().parent / MODEL
+    """The trained model submitted with `notebook`: `checkpoint` if given, else data/ddpm_mnist.pt beside it.
+    Raises SubmissionError if there is none (before any of the notebook's cells runs: they are not to blame)."""
+    path = Path(checkpoint) if checkpoint else Path(notebook).resolve().parent / MODEL
+    if not path.exists():
+        raise SubmissionError(f"No trained model was submitted: {path.name} should be in data/ next to your notebook.")
+    return path
 
 
 def load_model(ns, path, device):
     """The submission's UNet (ns: a namespace, here or in a worker) with the weights of its checkpoint at `path`."""
     if isinstance(ns, Unloadable):
         raise SubmissionError(ns.reason)
-    if not path.exists():
-        raise SubmissionError(f"No trained model was submitted: {path.name} should be in data/ next to your notebook.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         model = ns["UNet"](**checkpoint["config"])

@@ -15,6 +15,7 @@ import marshal
 import operator
 import os
 import pickle
+import shutil
 import signal
 import socket
 import struct
@@ -414,7 +415,29 @@ def die_with_parent():
     _prctl(1, signal.SIGKILL)
 
 
-def zygote(fd, root, sandboxed):
+def _remove(path):
+    """Remove a file or folder, even one a worker made unreadable (the same user may chmod it back)."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
+    folders = [path]
+    while folders:                        # each folder opened up before it is entered
+        folder = folders.pop()
+        try:
+            os.chmod(folder, 0o700)
+            folders += [e.path for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def zygote(fd, root, sandboxed, scratch):
+    """scratch: the workers' temporary folder (the sandbox's /tmp, a size-capped tmpfs; without one, a folder of the
+    checks' process). Each worker has a folder of its own in it (its working directory and TMPDIR), removed when it
+    ends; what they left elsewhere in it goes when none is left."""
     control = socket.socket(fileno=fd)
     no_dump()
     die_with_parent()                     # with the checks' process
@@ -426,7 +449,7 @@ def zygote(fd, root, sandboxed):
             pass
     if not sandboxed:
         _deny(root)
-    children = set()
+    children = {}                       # pid -> its folder
     while True:
         try:
             message = recv(control)
@@ -434,17 +457,19 @@ def zygote(fd, root, sandboxed):
             break
         if message == ("fork",):
             mine, theirs = socket.socketpair()
+            folder = tempfile.mkdtemp(prefix="work-", dir=scratch)
             pid = os.fork()
             if pid == 0:
                 control.close()
                 theirs.close()
                 os.setsid()
                 die_with_parent()         # with the zygote
-                os.chdir(tempfile.mkdtemp(prefix="work-"))
+                os.chdir(folder)
+                os.environ["TMPDIR"] = tempfile.tempdir = folder
                 serve_worker(mine)
                 os._exit(0)
             mine.close()
-            children.add(pid)
+            children[pid] = folder
             socket.send_fds(control, [pickle.dumps(("forked", pid))], [theirs.fileno()])
             theirs.close()
         elif isinstance(message, tuple) and len(message) == 2 and message[0] == "end":
@@ -461,12 +486,15 @@ def zygote(fd, root, sandboxed):
                 _, status = os.waitpid(pid, 0)
             except ChildProcessError:
                 status = 0
-            children.discard(pid)
-            if sandboxed and not children:   # alone in its process namespace: end what the workers left running
-                try:
-                    os.kill(-1, signal.SIGKILL)
-                except OSError:
-                    pass
+            _remove(children.pop(pid))
+            if not children:
+                if sandboxed:   # alone in its process namespace: end what the workers left running
+                    try:
+                        os.kill(-1, signal.SIGKILL)
+                    except OSError:
+                        pass
+                for name in os.listdir(scratch):   # the next worker finds none of their files
+                    _remove(os.path.join(scratch, name))
             send(control, ("ended", status))
         else:
             break
@@ -474,5 +502,5 @@ def zygote(fd, root, sandboxed):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--zygote":
-        zygote(int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1")
+    if len(sys.argv) == 6 and sys.argv[1] == "--zygote":
+        zygote(int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1", sys.argv[5])

@@ -119,6 +119,33 @@ def _solution_lines():
     return lines
 
 
+FILLS_TMP = """
+import ctypes, os
+_written = 0
+try:   # files under the file-size limit, in /tmp and in the worker's own folder, up to a little past /tmp's cap
+    for _i in range(__FILES__):
+        with open(os.path.join('/tmp' if _i % 2 else os.getcwd(), f'fill-{_i}'), 'wb') as _f:
+            for _ in range(32):
+                _f.write(b'0' * 2**20)
+                _written += 1
+except OSError:
+    pass
+_userns = ctypes.CDLL(None).unshare(0x10000000)   # in a user namespace of its own it could mount a tmpfs of any size
+_hidden = 0
+for _folder in __HIDDEN__:   # the folders hidden from it are tmpfs too, with no size given
+    try:
+        open(os.path.join(_folder, 'fill'), 'wb').write(b'0' * 2**20)
+        _hidden += 1
+    except OSError:
+        pass
+raise RuntimeError(f'wrote {_written} MB, unshare {_userns}, hidden folders written {_hidden}')
+""".replace("__FILES__", str(remote.LIMITS["tmp_mb"] // 32 + 2)).replace("__HIDDEN__", repr(list(map(str, remote.hidden()))))
+SEES_TMP = """
+import glob
+if glob.glob('/tmp/**/fill-*', recursive=True):
+    raise RuntimeError('sees the files of an earlier worker')
+"""
+
 ESCAPES = {  # student -> (the part whose cell does it, edit); all in the two quickest parts, to keep the test short
     "endless_loop_at_import": ("forward_process", append("while True:\n    pass")),
     "endless_loop_in_a_function": ("two_point", replace(
@@ -146,6 +173,7 @@ ESCAPES = {  # student -> (the part whose cell does it, edit); all in the two qu
         append(FAKES)(cells, i))),
     "leaks_the_solution": ("two_point", append(LEAKS)),
     "message_that_cannot_be_printed": ("forward_process", append("raise ValueError('bad \\udc80 byte')")),
+    "fills_tmp": ("forward_process", append(FILLS_TMP)),
 }
 # escapes that break no check of their own part: they reach nothing outside the process that runs the part's code
 HARMLESS = {"background_process", "grad_mode_off", "patches_torch", "overwrites_a_sibling", "default_dtype_float64"}
@@ -449,3 +477,67 @@ def _memory_kb(field):
     """This process's VmRSS (now) or VmHWM (peak) in kB."""
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
     return int(line.split()[1])
+
+
+def test_filling_tmp_stops_at_its_cap_and_costs_its_own_part_only(tmp_path):
+    """The sandbox's /tmp is a tmpfs (memory): it holds at most LIMITS['tmp_mb'], and the next worker starts with
+    none of what an earlier one wrote there."""
+    assert remote.sandbox(), "bubblewrap (bwrap) is needed to cap the workers' /tmp: make test installs it"
+    cap = remote.LIMITS["tmp_mb"]
+
+    def edit(cells, i):
+        append(FILLS_TMP)(cells, i)
+        [j] = [k for k, c in enumerate(cells) if c["metadata"].get("nbgrader", {}).get("grade_id") == "two_point"]
+        cells[j]["source"] = "".join(cells[j]["source"]) + "\n" + SEES_TMP
+    notebook = str(variant(tmp_path, "s", "forward_process", edit))
+    failures = failed_checks("forward_process", notebook)
+    [written] = {int(f.split("wrote ")[1].split(" MB")[0]) for f in failures if "wrote " in f}
+    assert cap - 64 < written <= cap, f"a worker wrote {written} MB into /tmp, capped at {cap} MB"
+    assert all("unshare -1, hidden folders written 0" in f for f in failures if "wrote " in f), failures
+    assert failed_checks("two_point", notebook) == []   # its worker sees none of the files, and /tmp is free again
+
+
+SPINS = "import torch\nwhile True:\n    torch.randn(64, 64) @ torch.randn(64, 64)"
+
+
+def _workers_cpu():
+    """CPU seconds of the workers that have ended, as their parent (the zygote) counts them."""
+    ns, _ = remote.spawn([])
+    try:
+        zygote = Path(f"/proc/{ns._connection.host_pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        fields = Path(f"/proc/{zygote}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    finally:
+        ns.close()
+
+
+def test_a_cell_that_ran_out_of_time_is_not_run_again(tmp_path, monkeypatch):
+    """Neither the retry with the notebook's own earlier cells nor the sample-quality part (which rebuilds the
+    U-Net with the notebook's cell) runs a cell again that has used up a CPU budget: the grading costs one budget."""
+    import importlib
+    from grader import cells
+    budget = 5
+    monkeypatch.setitem(remote.LIMITS, "cpu_per_check", budget)
+    notebook = variant(tmp_path, "s", "unet", append(SPINS))
+    (notebook.parent / "data").mkdir()
+    shutil.copy(ROOT / MODEL, notebook.parent / "data" / "ddpm_mnist.pt")
+    before = _workers_cpu()
+    failures = failed_checks("unet", str(notebook))
+    assert failures and all(remote.TIMED_OUT in f for f in failures), failures
+    remote.check_started(budget)   # sample quality's check (its own budget is larger: spinning would cost that)
+    try:
+        with pytest.raises(cells.SubmissionError, match="earlier in the grading"):
+            importlib.import_module("test_sample_quality").statistics(str(notebook), None, "cpu")
+    finally:
+        cells.close_workers()
+    spent = _workers_cpu() - before
+    assert budget <= spent < 1.5 * budget, f"the workers computed for {spent:.1f} s on a budget of {budget} s"
+
+
+def test_without_a_model_sample_quality_says_the_model_is_missing(tmp_path):
+    """Not the U-Net cell's error: there is no model to rebuild with it."""
+    import importlib
+    from grader import cells
+    notebook = variant(tmp_path, "s", "unet", append("raise ValueError('oops')"))
+    with pytest.raises(cells.SubmissionError, match="No trained model"):
+        importlib.import_module("test_sample_quality").statistics(str(notebook), None, "cpu")
