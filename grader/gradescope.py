@@ -1,5 +1,6 @@
 """Gradescope's side of the grader: grade a submission folder with grader/runner.py and write results.json in
-Gradescope's schema (one test per check: name, score, max_score, output, visibility; and the total).
+Gradescope's schema (one test per check: name, score, max_score, output, visibility; the total and the grading
+time, execution_time, which tools/report.py reads).
 
 `python grader/gradescope.py SUBMISSION_FOLDER RESULTS_JSON`; tools/gradescope/run_autograder calls it. Students
 upload their notebook and their trained model (data/ddpm_mnist.pt, or ddpm_mnist.pt at the top).
@@ -37,8 +38,8 @@ def results(submission):
     if model is None:
         summary.insert(0, "No trained model (data/ddpm_mnist.pt) was found in your submission: the code parts are "
                           "graded, the sample quality is not. Upload data/ddpm_mnist.pt with your notebook.")
-    return {"score": graded["points"], "visibility": "visible", "stdout_visibility": "hidden",
-            "output": "\n".join(summary), "tests": tests}
+    return {"score": graded["points"], "execution_time": graded["seconds"], "visibility": "visible",
+            "stdout_visibility": "hidden", "output": "\n".join(summary), "tests": tests}
 
 
 def main():
