@@ -54,7 +54,7 @@ def compare(codes, boilerplate, out, threshold=THRESHOLD, shown=SHOWN):
     sims = detector.similarity_matrix
     pairs = sorted(((max(sims[i, j]), *sorted([(names[i], sims[i, j, 0]), (names[j], sims[i, j, 1])]))
                     for i, j in itertools.combinations(range(len(names)), 2)), key=lambda p: -p[0])
-    pairs = [(round(float(s), 3), a, b, round(float(sa), 3), round(float(sb), 3)) for s, (a, sa), (b, sb) in pairs]
+    pairs = [(float(s), a, b, float(sa), float(sb)) for s, (a, sa), (b, sb) in pairs]
     if not pairs:
         return [], {}
     cutoff = min(threshold, pairs[min(shown, len(pairs)) - 1][0])
@@ -71,7 +71,7 @@ def write_report(pairs, highlighted, problems, out, threshold=THRESHOLD):
     with open(out / "pairs.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["similarity", "student_a", "student_b", "share_of_a_in_b", "share_of_b_in_a", "flagged"])
-        writer.writerows([*p, p[0] >= threshold] for p in pairs)
+        writer.writerows([round(s, 3), a, b, round(sa, 3), round(sb, 3), s >= threshold] for s, a, b, sa, sb in pairs)
     rows = "".join(f"<tr{' class=flag' if s >= threshold else ''}><td><a href='#pair{n}'>{n}</a></td>"
                    f"<td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{s:.0%}</td><td>{sa:.0%}</td>"
                    f"<td>{sb:.0%}</td></tr>" for n, (s, a, b, sa, sb) in enumerate(pairs, 1) if (a, b) in highlighted)
