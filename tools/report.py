@@ -160,21 +160,22 @@ def from_gradebook(db, assignment="ddpm"):
     db = Path(db)
     if not db.is_file():
         return [], [f"{db}: no such file: give the gradebook.db of the course folder"]
-    try:   # opened read-only first: nbgrader's Gradebook would add its tables to any SQLite file it is given
+    # read-only first: nbgrader's Gradebook adds its tables to any SQLite file, and a course row for a course_id
+    # it does not find
+    try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not {"assignment", "grade", "grade_cells", "submitted_assignment", "student"} <= tables:
+                return [], [f"{db}: not an nbgrader gradebook (no grade tables): give the gradebook.db of the "
+                            "course folder"]
+            courses = dict(con.execute("SELECT name, course_id FROM assignment"))
     except sqlite3.Error as err:
         return [], [f"{db}: not an nbgrader gradebook ({err}): give the gradebook.db of the course folder"]
-    if not {"grade", "grade_cells", "submitted_assignment", "student"} <= tables:
-        return [], [f"{db}: not an nbgrader gradebook (no grade tables): give the gradebook.db of the course folder"]
-    from nbgrader.api import Gradebook, MissingEntry
+    if assignment not in courses:
+        return [], [f"{db}: no assignment {assignment!r} (it has: {', '.join(courses) or 'none'}): give --assignment"]
+    from nbgrader.api import Gradebook
     submissions, problems = [], []
-    with Gradebook(f"sqlite:///{db}") as gb:
-        try:
-            gb.find_assignment(assignment)
-        except MissingEntry:
-            names = ", ".join(a.name for a in gb.assignments) or "none"
-            return [], [f"{db}: no assignment {assignment!r} (it has: {names}): give --assignment"]
+    with Gradebook(f"sqlite:///{db}", courses[assignment]) as gb:
         for submission in sorted(gb.assignment_submissions(assignment), key=lambda s: s.student.id):
             student, parts, checks = submission.student.id, {}, []
             for notebook in submission.notebooks:

@@ -162,7 +162,11 @@ def test_nbgrader_gradebook(tmp_path, monkeypatch):
     monkeypatch.setattr(nbgrader.api, "get_alembic_version", lambda: "none")
     gradebook(tmp_path, GRADED)   # carol: the grader could not finish, so autograde wrote a GradingError in each part
     (tmp_path / "autograded" / "alice" / "ddpm" / "assignment.ipynb").write_text("not a notebook")
+    before = (tmp_path / "gradebook.db").read_bytes()
     submissions, problems = report.from_gradebook(tmp_path / "gradebook.db")
+    assert (tmp_path / "gradebook.db").read_bytes() == before, "reading the gradebook changes nothing in it"
+    assert report.from_gradebook(tmp_path / "gradebook.db", "hw2")[1] == [
+        f"{tmp_path / 'gradebook.db'}: no assignment 'hw2' (it has: ddpm): give --assignment"]
     assert len(problems) == 1 and "alice" in problems[0] and "assignment.ipynb" in problems[0], problems
     by_name = {s["student"]: s for s in submissions}
     assert set(by_name) == set(GRADED) and by_name["alice"]["checks"] == [], "alice's points, without her checks"
