@@ -13,7 +13,7 @@ COURSE    := $(BUILD)/course
 export DDPM_DATA_ROOT := $(abspath $(DATA_ROOT))
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv data sandbox run test test-grader test-notebook assignment course release outputs experiments train train-conditional classifier gpu-check calibrate grade gradescope bench clean
+.PHONY: help venv data sandbox run test test-grader test-notebook assignment course release outputs experiments train train-conditional classifier gpu-check calibrate grade report similarity gradescope bench clean
 
 help:
 	@echo "make run         set up, then execute solution.ipynb end to end (into $(BUILD)/solution.ipynb)"
@@ -29,6 +29,9 @@ help:
 	@echo "make grade SUBMISSIONS=dir/   grade every notebook under dir/ into $(BUILD)/grades (JSON + CSV);"
 	@echo "                 STUDENTS=\"alice bob\" and PARTS=ddim regrade only those, keeping the other results"
 	@echo "make course COURSE=dir  an nbgrader course folder for this assignment (config, source, release)"
+	@echo "make report      the class report of $(BUILD)/grades into $(BUILD)/report/class-report.html (REPORT_ARGS:"
+	@echo "                 --gradebook course/gradebook.db or --gradescope dir/ for the other grading paths)"
+	@echo "make similarity SUBMISSIONS=dir/   code similarity of the graded cells into $(BUILD)/similarity/similarity.html"
 	@echo "make gradescope  build $(BUILD)/gradescope/autograder.zip, the autograder for Gradescope"
 	@echo "make release     the folder a student receives: $(BUILD)/release/ and $(BUILD)/release.zip"
 	@echo "make bench       speed of the U-Net against diffusers' UNet2DModel into bench/ (about 6 min);"
@@ -71,7 +74,7 @@ run: venv data
 test: export DDPM_OFFLINE := 1
 test: venv data sandbox test-grader test-notebook
 
-test-grader: venv
+test-grader: venv $(VENV)/.similarity-installed
 	$(PY) -m pytest tests
 
 test-notebook: venv
@@ -120,6 +123,20 @@ grade: export DDPM_OFFLINE := 1
 grade: venv data sandbox
 	$(PY) -m tools.grade $(SUBMISSIONS) --out $(BUILD)/grades $(if $(STUDENTS),--students $(STUDENTS)) \
 	    $(if $(PARTS),--parts $(PARTS))
+
+# The class at a glance (tools/report.py): from make grade's results by default; REPORT_ARGS="--gradebook
+# course/gradebook.db" or REPORT_ARGS="--gradescope dir/" reads the other grading paths instead.
+REPORT_ARGS ?= $(BUILD)/grades
+report: venv
+	$(PY) -m tools.report $(REPORT_ARGS) --out $(BUILD)/report
+
+# Code similarity between submissions (tools/similarity.py) needs copydetect, which nothing else does.
+$(VENV)/.similarity-installed: requirements-similarity.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-similarity.txt
+	touch $@
+
+similarity: venv $(VENV)/.similarity-installed
+	$(PY) -m tools.similarity $(SUBMISSIONS) --out $(BUILD)/similarity
 
 # Gradescope's autograder: build/gradescope/autograder.zip (README: For instructors, Gradescope).
 gradescope: venv data

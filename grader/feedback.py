@@ -3,13 +3,14 @@ reports, Gradescope's tests): per part, each check in plain words, passed or not
 behind the common mistake, said once when several checks of a part fail for the same reason."""
 from .cells import TITLES
 
+SAME = "the same as above."
 NOT_DONE = ("This part is not done yet: a function it needs still raises NotImplementedError. Replace the "
             "`raise NotImplementedError()` in its cell with your code.")
 
 
 def hint(message):
-    """A failed check's message as a hint for the student."""
-    text = message.strip().removeprefix("AssertionError: ").replace("\n", " ")
+    """A failed check's message as a hint for the student (without the grader's own exception names)."""
+    text = message.strip().removeprefix("AssertionError: ").removeprefix("grader.remote.Died: ").replace("\n", " ")
     return NOT_DONE if text.startswith("NotImplementedError") else text
 
 
@@ -23,7 +24,7 @@ def lines(checks):
     said, out = set(), []
     for c in checks:
         why = hint(c["message"]) if c["outcome"] == "failed" else None
-        out.append((c["outcome"], c.get("checked") or c["test"], "the same as above." if why in said else why))
+        out.append((c["outcome"], c.get("checked") or c["test"], SAME if why in said else why))
         if why:
             said.add(why)
     return out

@@ -1,5 +1,6 @@
 """Gradescope's side of the grader: grade a submission folder with grader/runner.py and write results.json in
-Gradescope's schema (one test per check: name, score, max_score, output, visibility; and the total).
+Gradescope's schema (one test per check: name, score, max_score, output, visibility; the total and the grading
+time, execution_time, which tools/report.py reads).
 
 `python grader/gradescope.py SUBMISSION_FOLDER RESULTS_JSON`; tools/gradescope/run_autograder calls it. Students
 upload their notebook and their trained model (data/ddpm_mnist.pt, or ddpm_mnist.pt at the top).
@@ -28,19 +29,20 @@ def results(submission):
     graded = runner.grade(notebook, model or Path(submission) / MODEL)
     tests = []
     for part, result in graded["parts"].items():
-        for check, (mark, what, why) in zip(result["checks"], feedback.lines(result["checks"])):
-            if mark == "skipped":       # e.g. the GPU checks: Gradescope has no GPU
+        for check in result["checks"]:   # one test each, so each failed one says its hint in full
+            if check["outcome"] == "skipped":       # e.g. the GPU checks: Gradescope has no GPU
                 continue
-            tests.append({"name": f"{feedback.title(part)}: {what}", "score": check["points"],
-                          "max_score": check["max"], "visibility": "visible", "output": f"Hint: {why}" if why else ""})
+            tests.append({"name": f"{feedback.title(part)}: {check.get('checked') or check['test']}",
+                          "score": check["points"], "max_score": check["max"], "visibility": "visible",
+                          "output": "" if check["outcome"] == "passed" else f"Hint: {feedback.hint(check['message'])}"})
     summary = [f"{feedback.title(part)}: {r['points']:g} of {r['max']:g} points. {feedback.figures(r)}".strip()
                for part, r in graded["parts"].items()]
-    summary.append(f"Graded by the course's grader {graded['grader']}.")
+    summary.append(f"Graded by the course's grader {graded.get('grader', '(version unknown)')}.")
     if model is None:
         summary.insert(0, "No trained model (data/ddpm_mnist.pt) was found in your submission: the code parts are "
                           "graded, the sample quality is not. Upload data/ddpm_mnist.pt with your notebook.")
-    return {"score": graded["points"], "visibility": "visible", "stdout_visibility": "hidden",
-            "output": "\n".join(summary), "tests": tests}
+    return {"score": graded["points"], "execution_time": graded["seconds"], "visibility": "visible",
+            "stdout_visibility": "hidden", "output": "\n".join(summary), "tests": tests}
 
 
 def main():
