@@ -176,6 +176,17 @@ def test_nbgrader(make_grade, outside):
     assert 1 <= bob.count("raises NotImplementedError") <= len(PARTS), "say 'not done yet' once per part"
 
 
+@pytest.mark.timeout(1800)
+def test_class_report_and_similarity(make_grade, outside):
+    """After make grade and nbgrader (the tests above): the README's report block, from both."""
+    shutil.rmtree(ROOT / "build" / "report", ignore_errors=True)
+    proc = run(*block("make report"), outside)
+    page = (ROOT / "build" / "report" / "class-report.html").read_text()
+    assert all(student in page for student in EXPECTED) and "checks most students fail" in page
+    pairs = (ROOT / "build" / "similarity" / "pairs.csv").read_text()
+    assert "alice" in pairs and "dan" in pairs, pairs[:500]
+
+
 @pytest.mark.timeout(3600)
 def test_gradescope(make_grade, outside):
     where, lines = block("run_autograder")
