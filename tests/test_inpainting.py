@@ -1,6 +1,7 @@
 """In-painting: the usual reverse step for unknown pixels, q(x_{t-1} | x_0) for known ones."""
 import torch
 
+from grader import probes
 from grader import reference as ref
 from grader import standins
 
@@ -30,6 +31,22 @@ def test_step_matches_reference(ns):
     known[3] = x0[3].double()
     assert ref.allclose(out.double()[mask], known[mask], atol=1e-4), \
         "known pixels should be x_{t-1} ~ q(x_{t-1} | x0) made with noise_known, and x0 itself after the last step."
+
+
+def test_keeps_its_arguments(ns):
+    """inpaint_step and inpaint leave their tensor arguments unchanged."""
+    d = ns["Diffusion"]()
+    x0, mask = _setup(4, 6)
+    g = torch.Generator().manual_seed(7)
+    x_t, eps, noise, noise_known = (torch.randn(4, 1, 28, 28, generator=g) for _ in range(4))
+    probes.assert_keeps_its_arguments(
+        ns, "inpaint_step(diffusion, model, x_t, t, x0, mask_known, noise, noise_known)", ns["inpaint_step"],
+        diffusion=d, model=ns.standin("ConstantModel", eps), x_t=x_t, t=torch.tensor([999, 300, 1, 0]), x0=x0,
+        mask_known=mask, noise=noise, noise_known=noise_known)
+    small_x0, small_mask = x0[..., :8, :8].clone(), mask[..., :8, :8].clone()
+    probes.assert_keeps_its_arguments(ns, "inpaint(diffusion, model, x0, mask_known)", ns["inpaint"], diffusion=d,
+                                      model=ns.standin("ConstantModel", torch.zeros(1)), x0=small_x0,
+                                      mask_known=small_mask)
 
 
 def test_all_known_returns_input(ns):

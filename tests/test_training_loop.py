@@ -1,6 +1,7 @@
 """L_simple (eq. 14, Algorithm 1) and the training loop."""
 import torch
 
+from grader import probes
 from grader import reference as ref
 
 PART = "training_loop"
@@ -42,6 +43,16 @@ def test_loss_is_a_mean(ns):
     loss = ns["diffusion_loss"](ns["Diffusion"](), ns.standin("ConstantModel", out), x0, t, noise)
     assert abs(loss.item() - (out - noise).pow(2).mean().item()) < 1e-5, \
         "the loss should be the MEAN of the squared errors over batch and pixels (not a sum or a norm)."
+
+
+def test_loss_keeps_its_arguments(ns):
+    """diffusion_loss leaves x0, t and noise unchanged."""
+    x0, noise = _batch(seed=6)
+    d, model = ns["Diffusion"](), ns.standin("ConstantModel", torch.full((1,), 0.5))
+    probes.assert_keeps_its_arguments(ns, "diffusion_loss(diffusion, model, x0, t, noise)", ns["diffusion_loss"],
+                                      diffusion=d, model=model, x0=x0, t=torch.arange(8) * 100, noise=noise)
+    probes.assert_keeps_its_arguments(ns, "diffusion_loss(diffusion, model, x0)", ns["diffusion_loss"],
+                                      diffusion=d, model=model, x0=x0)
 
 
 def test_loss_draws_t_and_noise(ns):

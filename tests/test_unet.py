@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from grader import probes
 from grader import reference as ref
 
 PART = "unet"
@@ -130,6 +131,13 @@ def _without_gradient(model, x, t):
     import torch
     model(x, t).pow(2).mean().backward()
     return [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+
+
+def test_keeps_its_arguments(ns):
+    """The U-Net and sinusoidal_embedding leave x and t unchanged."""
+    t = torch.tensor([0, 5, 999])
+    probes.assert_keeps_its_arguments(ns, "sinusoidal_embedding(t, dim)", ns["sinusoidal_embedding"], t=t, dim=32)
+    probes.assert_keeps_its_arguments(ns, "the U-Net's forward(x, t)", _model(ns), x=torch.randn(3, 1, 28, 28), t=t)
 
 
 def test_parameter_count(ns):

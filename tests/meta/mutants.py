@@ -158,6 +158,31 @@ MUTANTS = {
     "train: zero_grad only once, before the loop": ("training_loop", [
         ("optimizer.zero_grad(set_to_none=True)\n            loss.backward()", "loss.backward()"),
         ("    model.train()\n    try:", "    optimizer.zero_grad()\n    model.train()\n    try:")]),
+    # Issue 25: seven classes an independent tester found the grader blind to, each with more of the same class.
+    # 1. in-place changes to the caller's tensors
+    "forward: scales the given noise in place": ("forward_process", [
+        ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise", "return abar.sqrt() * x0 + noise.mul_((1.0 - abar).sqrt())")]),
+    "posterior: scales x_t in place": ("reverse_process", [
+        ("+ (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x_t", "+ x_t.mul_(alpha.sqrt() * (1 - abar_prev) / (1 - abar))")]),
+    "step: scales the given noise in place": ("reverse_process", [
+        ("return mean + sigma * noise", "return mean + noise.mul_(sigma)")]),
+    "two points: scales x_t in place": ("two_point", [
+        ("return a * torch.tanh(a * abar.sqrt() * x_t / (1.0 - abar))",
+         "x_t.mul_(a * abar.sqrt() / (1.0 - abar))\n    return a * torch.tanh(x_t)")]),
+    "unet: unsqueezes t in place in the embedding": ("unet", [
+        ("args = t.float()[:, None] * freqs[None, :]", "args = t.unsqueeze_(1).float() * freqs[None, :]")]),
+    "loss: the squared error computed in place in the given noise": ("training_loop", [
+        ("return F.mse_loss(model(x_t, t).float(), noise)", "return noise.sub_(model(x_t, t).float()).pow(2).mean()")]),
+    "ddim: clamps t_prev in place": ("ddim", [
+        ("diffusion.alphas_cumprod[t_prev.clamp(min=0)], 1.0)", "diffusion.alphas_cumprod[t_prev.clamp_(min=0)], 1.0)")]),
+    "inpaint: zeroes the unknown pixels of the caller's x0": ("inpainting", [
+        ("    x = randn(x0.shape, generator, device)                                   # x_{T-1}",
+         "    x0.mul_(mask_known)\n    x = randn(x0.shape, generator, device)")]),
+    "inpaint step: blanks the unknown pixels of the given x0": ("inpainting", [
+        ("x_known = diffusion(x0, (t - 1)", "x0.masked_fill_(~mask_known.bool(), 0.0)\n    x_known = diffusion(x0, (t - 1)")]),
+    "inpaint step: writes the known pixels into the given x_t": ("inpainting", [
+        ("return torch.where(mask_known.bool(), x_known, x_unknown)",
+         "x_t.copy_(torch.where(mask_known.bool(), x_known, x_unknown))\n    return x_t")]),
 }
 
 CORRECT = {
