@@ -183,6 +183,12 @@ MUTANTS = {
     "inpaint step: writes the known pixels into the given x_t": ("inpainting", [
         ("return torch.where(mask_known.bool(), x_known, x_unknown)",
          "x_t.copy_(torch.where(mask_known.bool(), x_known, x_unknown))\n    return x_t")]),
+    # 7. random-number discipline in in-painting
+    "inpaint: known part's noise from the global generator": ("inpainting", [
+        ("noise=z, noise_known=z)", "noise=z, noise_known=torch.randn_like(x0))")]),
+    "inpaint: known part's noise left to inpaint_step": ("inpainting", [("noise=z, noise_known=z)", "noise=z)")]),
+    "inpaint: known part's noise from randn without the generator": ("inpainting", [
+        ("noise=z, noise_known=z)", "noise=z, noise_known=randn(x0.shape, None, device))")]),
 }
 
 CORRECT = {
