@@ -189,6 +189,18 @@ MUTANTS = {
     "inpaint: known part's noise left to inpaint_step": ("inpainting", [("noise=z, noise_known=z)", "noise=z)")]),
     "inpaint: known part's noise from randn without the generator": ("inpainting", [
         ("noise=z, noise_known=z)", "noise=z, noise_known=randn(x0.shape, None, device))")]),
+    # 6. the distribution of t in the loss (every step occurs, but not uniformly)
+    "loss: t = T * u ** 2, small t far more often": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "t = (torch.rand(x0.shape[0], device=x0.device) ** 2 * diffusion.num_timesteps).long()")]),
+    "loss: half the batch from the first half of the steps": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "B, T = x0.shape[0], diffusion.num_timesteps\n        t = torch.cat([torch.randint(0, T // 2, (B // 2,)), "
+         "torch.randint(0, T, (B - B // 2,))]).to(x0.device)")]),
+    "loss: t weighted from 2 down to 1": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "weights = torch.linspace(2, 1, diffusion.num_timesteps)\n"
+         "        t = torch.multinomial(weights, x0.shape[0], replacement=True).to(x0.device)")]),
 }
 
 CORRECT = {
@@ -237,6 +249,17 @@ CORRECT = {
     "in-painting with a float mask": ("inpainting", [
         ("return torch.where(mask_known.bool(), x_known, x_unknown)",
          "m = mask_known.to(x_t.dtype)\n    return m * x_known + (1 - m) * x_unknown")]),
+    # other correct ways to draw t uniformly (issue 25's chi-square check must pass them all)
+    "loss draws t with torch.multinomial": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "t = torch.multinomial(torch.ones(diffusion.num_timesteps), x0.shape[0], replacement=True).to(x0.device)")]),
+    "loss draws t as (T * u).long()": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "t = (torch.rand(x0.shape[0], device=x0.device) * diffusion.num_timesteps).long()")]),
+    "loss draws t from a generator of its own": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "g = globals().setdefault('_t_generator', torch.Generator().manual_seed(1234))\n"
+         "        t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), generator=g).to(x0.device)")]),
     # practices that the checks once refused (issue: correct work never loses a point)
     "training step with gradient clipping": ("training_loop", [
         ("loss.backward()\n            optimizer.step()",
