@@ -75,6 +75,19 @@ def _diagnose(term, right, factor, t, of_abar):
     return f"the factor of {term} should be {right}, each image with its own t. "
 
 
+def test_forward_any_image_shape(ns):
+    """forward works for images (B, C, H, W) of any channels and size, not only (B, 1, 28, 28)."""
+    d = ns["Diffusion"]()
+    g = torch.Generator().manual_seed(3)
+    x0, noise = torch.rand(2, 3, 5, 7, generator=g) * 2 - 1, torch.randn(2, 3, 5, 7, generator=g)
+    t = torch.tensor([10, 900])
+    x_t = d(x0, t, noise)
+    assert isinstance(x_t, torch.Tensor) and x_t.shape == x0.shape, \
+        f"for x0 of shape (2, 3, 5, 7) forward returned shape {tuple(getattr(x_t, 'shape', ()))}: x_t should have the shape of x0."
+    assert ref.allclose(x_t.double(), ref.q_sample(x0, t, noise), atol=1e-5), \
+        "forward(x0, t, noise) does not match eq. 4 for images of shape (2, 3, 5, 7)."
+
+
 def test_forward_draws_standard_noise(ns):
     """Without `noise`, forward draws standard normal noise."""
     d = ns["Diffusion"]()

@@ -51,6 +51,19 @@ def test_works_for_images(ns):
         "the posterior mean should broadcast abar_t over every pixel of image i, for a different t per image."
 
 
+def test_every_shape_of_x_t(ns):
+    """Works for x_t of any shape (B, ...) that the docstring allows, with one t per row."""
+    t = torch.tensor([3, 300, 900])
+    for shape in ((3,), (3, 5), (3, 1, 1, 1), (3, 2, 4, 4), (3, 1, 2, 3, 2)):
+        x_t = torch.randn(shape, generator=torch.Generator().manual_seed(len(shape)))
+        got = ns["two_point_posterior_mean"](x_t, t, _abar(ns))
+        assert isinstance(got, torch.Tensor) and got.shape == x_t.shape, \
+            (f"for x_t of shape {tuple(shape)} the posterior mean has shape {tuple(getattr(got, 'shape', ()))}: it "
+             "should have the shape of x_t for any x_t of shape (B, ...), with abar_t shaped to broadcast over row i.")
+        assert ref.allclose(got.double(), ref.two_point_mean(x_t, t), atol=1e-5), \
+            f"for x_t of shape {tuple(shape)} the posterior mean does not match a tanh(a sqrt(abar_t) x_t / (1 - abar_t))."
+
+
 def test_keeps_its_arguments(ns):
     """two_point_posterior_mean leaves x_t, t and alphas_cumprod unchanged."""
     x_t = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(2))

@@ -189,6 +189,17 @@ MUTANTS = {
     "inpaint: known part's noise left to inpaint_step": ("inpainting", [("noise=z, noise_known=z)", "noise=z)")]),
     "inpaint: known part's noise from randn without the generator": ("inpainting", [
         ("noise=z, noise_known=z)", "noise=z, noise_known=randn(x0.shape, None, device))")]),
+    # 2. inputs of every shape the docstring allows
+    "two points: abar shaped (B, 1, 1, 1) whatever x_t": ("two_point", [
+        ("abar = alphas_cumprod[t].view(-1, *[1] * (x_t.dim() - 1))", "abar = alphas_cumprod[t].view(-1, 1, 1, 1)")]),
+    "two points: the setup's extract for abar": ("two_point", [
+        ("abar = alphas_cumprod[t].view(-1, *[1] * (x_t.dim() - 1))", "abar = extract(alphas_cumprod, t)")]),
+    "two points: abar[:, None, None, None]": ("two_point", [
+        ("abar = alphas_cumprod[t].view(-1, *[1] * (x_t.dim() - 1))", "abar = alphas_cumprod[t][:, None, None, None]")]),
+    "forward: computed on flattened 28 x 28 images": ("forward_process", [
+        ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise",
+         "abar = abar.view(-1, 1)\n        return (abar.sqrt() * x0.view(len(x0), -1) + (1.0 - abar).sqrt() * "
+         "noise.view(len(x0), -1)).view(-1, 1, 28, 28)")]),
     # 6. the distribution of t in the loss (every step occurs, but not uniformly)
     "loss: t = T * u ** 2, small t far more often": ("training_loop", [
         ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
