@@ -74,6 +74,34 @@ def test_sinusoidal_embedding(ns):
         "sinusoidal_embedding should hold sin(t * 10000^(-i/(dim/2))) then cos(...) for i = 0..dim/2-1."
 
 
+def test_output_is_not_squashed(ns):
+    """The output can leave [-1, 1]: it predicts N(0, I) noise, not an image (no tanh or clamp at the end)."""
+    model = ns.run(_awake, _model(ns))
+    largest = ns.run(_largest_output_when_loud, model, torch.randn(2, 1, 28, 28), torch.tensor([10, 900]))
+    assert largest > 1.5, (f"with its last layer made to give outputs of standard deviation 3, the U-Net's output "
+                           f"still stayed within [-{largest:.2f}, {largest:.2f}]: the noise it predicts is N(0, I) and "
+                           "often exceeds 1, so the output should not be squashed (no tanh, sigmoid or clamp at the end).")
+
+
+def _largest_output_when_loud(model, x, t):
+    """The largest |output| when the last layer with parameters that runs has its output scaled to a standard
+    deviation of 3 (whatever follows it, such as a tanh, then shows). A probe (ns.run)."""
+    import torch
+    ran = []
+    hooks = [m.register_forward_hook(lambda m, inp, out: ran.append(m)) for m in model.modules()
+             if next(m.parameters(recurse=False), None) is not None]
+    with torch.no_grad():
+        model(x, t)
+    for h in hooks:
+        h.remove()
+    loud = ran[-1].register_forward_hook(lambda m, inp, out: out * (3 / out.float().std().clamp(min=1e-8)))
+    try:
+        with torch.no_grad():
+            return model(x, t).abs().max().item()
+    finally:
+        loud.remove()
+
+
 def _record(model, x, t):
     """Concatenations of feature maps along channels, and the input channels each conv/norm layer saw, by width.
     A probe: it runs where the model is (ns.run) and returns only what it saw."""

@@ -200,6 +200,17 @@ MUTANTS = {
         ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise",
          "abar = abar.view(-1, 1)\n        return (abar.sqrt() * x0.view(len(x0), -1) + (1.0 - abar).sqrt() * "
          "noise.view(len(x0), -1)).view(-1, 1, 28, 28)")]),
+    # 5. a squashed output
+    "unet: tanh on the output": ("unet", [
+        ("return self.conv_out(F.silu(self.norm_out(h)))", "return torch.tanh(self.conv_out(F.silu(self.norm_out(h))))")]),
+    "unet: output clamped to [-1, 1]": ("unet", [
+        ("return self.conv_out(F.silu(self.norm_out(h)))", "return self.conv_out(F.silu(self.norm_out(h))).clamp(-1, 1)")]),
+    "unet: 2 sigmoid - 1 on the output": ("unet", [
+        ("return self.conv_out(F.silu(self.norm_out(h)))",
+         "return 2 * torch.sigmoid(self.conv_out(F.silu(self.norm_out(h)))) - 1")]),
+    "unet: nn.Tanh in an output head": ("unet", [
+        ("self.conv_out = nn.Conv2d(C, img_channels, 3, padding=1)",
+         "self.conv_out = nn.Sequential(nn.Conv2d(C, img_channels, 3, padding=1), nn.Tanh())")]),
     # 6. the distribution of t in the loss (every step occurs, but not uniformly)
     "loss: t = T * u ** 2, small t far more often": ("training_loop", [
         ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
