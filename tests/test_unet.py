@@ -148,6 +148,64 @@ def test_skips_are_concatenated(ns):
             "a decoder block should take the concatenated feature maps as its input (more channels than either part)."
 
 
+def test_time_reaches_every_resolution(ns):
+    """t reaches the network directly at every resolution of the encoder and of the decoder (each residual block
+    adds its projection of the time embedding)."""
+    model = ns.run(_awake, _model(ns))
+    calls = ns.run(_where_time_enters, model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]), torch.tensor([700, 900]))
+    widths = [width for width, _ in calls]
+    bottom = min(widths)
+    first, last = widths.index(bottom), len(widths) - 1 - widths[::-1].index(bottom)
+    places = {("on the way down", w) for i, (w, entered) in enumerate(calls) if entered and i < first and w > bottom}
+    places |= {("on the way up", w) for i, (w, entered) in enumerate(calls) if entered and i > last and w > bottom}
+    places |= {("at the bottom", w) for w, entered in calls if entered and w == bottom}
+    sizes = sorted({w for w in widths if w > bottom}, reverse=True)
+    wanted = [("on the way down", w) for w in sizes] + [("at the bottom", bottom)] + [("on the way up", w) for w in sizes[::-1]]
+    missing = [place for place in wanted if place not in places]
+    assert not missing, ("the time step t does not reach the network " + ", ".join(f"{side} at {w} pixels" for side, w
+                         in missing) + ": every residual block should add its projection of the time embedding, in "
+                         "the encoder, the middle and the decoder.")
+
+
+def _where_time_enters(model, x, t1, t2):
+    """Where t enters the network directly. With the output of every convolution frozen at its value for t1, the
+    input of a convolution run with t2 differs from its input for t1 only where t joins between the convolutions
+    before it and this one. Returns (width of the input, t joined?) for each call of a 2-d convolution, in order.
+    A probe (ns.run)."""
+    import torch
+    import torch.nn as nn
+    convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    inputs, outputs, calls = [], [], []
+
+    def first_run(m, inp, out):
+        inputs.append(inp[0].detach().clone())
+        outputs.append(out.detach().clone())
+
+    def second_run(m, inp, out):
+        i = len(calls)
+        a, b = inputs[i], inp[0].detach()
+        if a.dim() == 4:
+            calls.append((a.shape[-1], a.shape != b.shape or not torch.allclose(a, b, rtol=1e-5, atol=1e-6)))
+        else:
+            calls.append((None, False))
+        return outputs[i]
+
+    was_training = model.training
+    model.eval()
+    try:
+        for hook, t in ((first_run, t1), (second_run, t2)):
+            handles = [m.register_forward_hook(hook) for m in convs]
+            try:
+                with torch.no_grad():
+                    model(x, t)
+            finally:
+                for h in handles:
+                    h.remove()
+    finally:
+        model.train(was_training)
+    return [(w, entered) for w, entered in calls if w is not None]
+
+
 def test_every_parameter_gets_a_gradient(ns):
     """Every parameter gets a gradient (no unused layers)."""
     unused = ns.run(_without_gradient, _model(ns), torch.randn(4, 1, 28, 28), torch.randint(0, 1000, (4,)))

@@ -200,6 +200,20 @@ MUTANTS = {
         ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise",
          "abar = abar.view(-1, 1)\n        return (abar.sqrt() * x0.view(len(x0), -1) + (1.0 - abar).sqrt() * "
          "noise.view(len(x0), -1)).view(-1, 1, 28, 28)")]),
+    # 3. time conditioning that reaches some blocks only
+    "unet: time reaches the first block only": ("unet", [
+        ("h = block(h, t_emb)\n", "h = block(h, t_emb if i == 0 else torch.zeros_like(t_emb))\n"),
+        ("h = self.mid_block(h, t_emb)", "h = self.mid_block(h, torch.zeros_like(t_emb))"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], dim=1), torch.zeros_like(t_emb))")]),
+    "unet: time reaches the encoder only": ("unet", [
+        ("h = self.mid_block(h, t_emb)", "h = self.mid_block(h, torch.zeros_like(t_emb))"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], dim=1), torch.zeros_like(t_emb))")]),
+    "unet: time reaches the decoder only": ("unet", [
+        ("h = block(h, t_emb)\n", "h = block(h, torch.zeros_like(t_emb))\n"),
+        ("h = self.mid_block(h, t_emb)", "h = self.mid_block(h, torch.zeros_like(t_emb))")]),
+    "unet: time reaches the middle block only": ("unet", [
+        ("h = block(h, t_emb)\n", "h = block(h, torch.zeros_like(t_emb))\n"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], dim=1), torch.zeros_like(t_emb))")]),
     # 5. a squashed output
     "unet: tanh on the output": ("unet", [
         ("return self.conv_out(F.silu(self.norm_out(h)))", "return torch.tanh(self.conv_out(F.silu(self.norm_out(h))))")]),
