@@ -148,6 +148,65 @@ def test_skips_are_concatenated(ns):
             "a decoder block should take the concatenated feature maps as its input (more channels than either part)."
 
 
+def test_concatenated_skips_reach_the_output(ns):
+    """Each concatenation of feature maps feeds the decoder: changing any of its parts changes the output."""
+    model = ns.run(_awake, _model(ns))
+    found = ns.run(_unused_concatenations, model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]))
+    for width, channels, part in found:
+        raise AssertionError(
+            f"at {width} pixels feature maps of {' and '.join(map(str, channels))} channels are concatenated, "
+            f"but the result never reaches the output (changing its part {part + 1} changes nothing): the block "
+            "after it should take torch.cat([h, skip], dim=1) itself.")
+
+
+def _unused_concatenations(model, x, t):
+    """The channel concatenations of 4-d feature maps with a part that does not affect the output (noise added to
+    that part alone changes nothing): (width, channels of the parts, index of the part). A probe (ns.run)."""
+    import torch
+    real = {name: getattr(torch, name) for name in ("cat", "concat", "concatenate")}
+    seen, target, count = [], [None], [0]
+
+    def recorder(fn):
+        def wrapped(tensors, dim=0, *args, **kwargs):
+            if len(tensors) >= 2 and all(isinstance(a, torch.Tensor) and a.dim() == 4 for a in tensors) \
+                    and dim in (1, -3):
+                if target[0] is None:
+                    seen.append((tensors[0].shape[-1], [a.shape[1] for a in tensors]))
+                elif target[0][0] == count[0]:
+                    j = target[0][1]
+                    noise = torch.randn(tensors[j].shape, generator=torch.Generator().manual_seed(0))
+                    tensors = list(tensors)
+                    tensors[j] = tensors[j] + noise.to(tensors[j]) * (tensors[j].float().std().item() + 1e-3)
+                count[0] += 1
+            return fn(tensors, dim, *args, **kwargs)
+        return wrapped
+
+    def run():
+        for name, fn in real.items():
+            setattr(torch, name, recorder(fn))
+        count[0] = 0
+        try:
+            with torch.no_grad():
+                return model(x, t)
+        finally:
+            for name, fn in real.items():
+                setattr(torch, name, fn)
+
+    was_training = model.training
+    model.eval()
+    try:
+        plain = run()
+        unused = []
+        for i, (width, channels) in enumerate(seen):
+            for j in range(len(channels)):
+                target[0] = (i, j)
+                if torch.allclose(run(), plain, rtol=1e-5, atol=1e-6):
+                    unused.append((width, channels, j))
+    finally:
+        model.train(was_training)
+    return unused
+
+
 def test_time_reaches_every_resolution(ns):
     """t reaches the network directly at every resolution of the encoder and of the decoder (each residual block
     adds its projection of the time embedding)."""

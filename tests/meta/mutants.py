@@ -214,6 +214,22 @@ MUTANTS = {
     "unet: time reaches the middle block only": ("unet", [
         ("h = block(h, t_emb)\n", "h = block(h, torch.zeros_like(t_emb))\n"),
         ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], dim=1), torch.zeros_like(t_emb))")]),
+    # 4. a skip that is concatenated but not used
+    "unet: skip concatenated, block fed h with channels made by a 1x1 conv": ("unet", [
+        ("self.norm_out = nn.GroupNorm(8, C)",
+         "self.fills = nn.ModuleList([nn.Conv2d(a, b, 1) for a, b in ((chs[2], chs[2]), (chs[2], chs[1]), (chs[1], chs[0]))])\n"
+         "        self.norm_out = nn.GroupNorm(8, C)"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)",
+         "joined = torch.cat([h, skips.pop()], dim=1)\n"
+         "            h = block(torch.cat([h, self.fills[i](h)], dim=1), t_emb)")]),
+    "unet: skip concatenated, block fed h padded with zeros": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)",
+         "joined = torch.cat([h, skips.pop()], dim=1)\n"
+         "            h = block(F.pad(h, (0, 0, 0, 0, 0, joined.shape[1] - h.shape[1])), t_emb)")]),
+    "unet: skip at 28 pixels concatenated but not used": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)",
+         "joined = torch.cat([h, skips.pop()], dim=1)\n"
+         "            h = block(joined if i < 2 else F.pad(h, (0, 0, 0, 0, 0, joined.shape[1] - h.shape[1])), t_emb)")]),
     # 5. a squashed output
     "unet: tanh on the output": ("unet", [
         ("return self.conv_out(F.silu(self.norm_out(h)))", "return torch.tanh(self.conv_out(F.silu(self.norm_out(h))))")]),
