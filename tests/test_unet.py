@@ -112,6 +112,7 @@ def _record(model, x, t):
 
     def recorder(fn):
         def wrapped(tensors, dim=0, *args, **kwargs):
+            dim = kwargs.pop("axis", dim)           # torch.cat(tensors, axis=1) is allowed too
             out = fn(tensors, dim, *args, **kwargs)
             if out.dim() == 4 and dim in (1, -3) and len(tensors) >= 2:
                 same = any(a.shape == b.shape and torch.equal(a, b) for i, a in enumerate(tensors) for b in tensors[i + 1:])
@@ -168,6 +169,7 @@ def _unused_concatenations(model, x, t):
 
     def recorder(fn):
         def wrapped(tensors, dim=0, *args, **kwargs):
+            dim = kwargs.pop("axis", dim)           # torch.cat(tensors, axis=1) is allowed too
             if len(tensors) >= 2 and all(isinstance(a, torch.Tensor) and a.dim() == 4 for a in tensors) \
                     and dim in (1, -3):
                 if target[0] is None:

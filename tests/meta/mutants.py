@@ -312,6 +312,12 @@ CORRECT = {
         ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
          "g = globals().setdefault('_t_generator', torch.Generator().manual_seed(1234))\n"
          "        t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), generator=g).to(x0.device)")]),
+    "U-Net concatenating with axis=1": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], axis=1), t_emb)")]),
+    "two-point mean broadcasting over the last axis": ("two_point", [
+        ("abar = alphas_cumprod[t].view(-1, *[1] * (x_t.dim() - 1))", "abar = alphas_cumprod[t]"),
+        ("return a * torch.tanh(a * abar.sqrt() * x_t / (1.0 - abar))",
+         "return (a * torch.tanh(a * abar.sqrt() * x_t.movedim(0, -1) / (1.0 - abar))).movedim(-1, 0)")]),
     # practices that the checks once refused (issue: correct work never loses a point)
     "training step with gradient clipping": ("training_loop", [
         ("loss.backward()\n            optimizer.step()",
