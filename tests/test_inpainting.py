@@ -33,6 +33,23 @@ def test_step_matches_reference(ns):
         "known pixels should be x_{t-1} ~ q(x_{t-1} | x0) made with noise_known, and x0 itself after the last step."
 
 
+def test_step_any_shapes(ns):
+    """inpaint_step works for images of any channels and a mask of any shape broadcastable to x_t."""
+    d = ns["Diffusion"]()
+    g = torch.Generator().manual_seed(8)
+    x_t, eps, noise, noise_known, x0 = (torch.randn(2, 3, 6, 6, generator=g) for _ in range(5))
+    t = torch.tensor([500, 0])
+    full = torch.rand(2, 3, 6, 6, generator=g) < 0.5
+    for mask in (full, full[:, :1], full[:1, :1], full[0, 0]):
+        out = ns["inpaint_step"](d, ns.standin("ConstantModel", eps), x_t, t, x0, mask, noise, noise_known)
+        want = torch.where(mask, ref.q_sample(x0, (t - 1).clamp(min=0), noise_known), ref.p_sample(eps, x_t, t, noise))
+        want[1] = torch.where(mask, x0.double(), want)[1]
+        assert ref.allclose(out.double(), want, atol=1e-4), \
+            (f"inpaint_step with images of shape (2, 3, 6, 6) and a mask of shape {tuple(mask.shape)} gave "
+             f"{'a tensor of shape ' + str(tuple(out.shape)) if out.shape != x_t.shape else 'wrong values'}: the "
+             "mask may have any shape that broadcasts to x_t.")
+
+
 def test_keeps_its_arguments(ns):
     """inpaint_step and inpaint leave their tensor arguments unchanged."""
     d = ns["Diffusion"]()

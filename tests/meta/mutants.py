@@ -241,6 +241,9 @@ MUTANTS = {
     "unet: nn.Tanh in an output head": ("unet", [
         ("self.conv_out = nn.Conv2d(C, img_channels, 3, padding=1)",
          "self.conv_out = nn.Sequential(nn.Conv2d(C, img_channels, 3, padding=1), nn.Tanh())")]),
+    "inpaint step: mask expanded to (B, 1, H, W)": ("inpainting", [
+        ("return torch.where(mask_known.bool(), x_known, x_unknown)",
+         "return torch.where(mask_known.bool().expand(x_t.shape[0], 1, *x_t.shape[2:]), x_known, x_unknown)")]),
     # 6. the distribution of t in the loss (every step occurs, but not uniformly)
     "loss: t = T * u ** 2, small t far more often": ("training_loop", [
         ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
