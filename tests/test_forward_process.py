@@ -83,7 +83,8 @@ def test_forward_any_image_shape(ns):
     t = torch.tensor([10, 900])
     x_t = d(x0, t, noise)
     assert isinstance(x_t, torch.Tensor) and x_t.shape == x0.shape, \
-        f"for x0 of shape (2, 3, 5, 7) forward returned shape {tuple(getattr(x_t, 'shape', ()))}: x_t should have the shape of x0."
+        (f"for x0 of shape (2, 3, 5, 7) forward returned shape {tuple(getattr(x_t, 'shape', ()))}: x_t should have "
+         "the shape of x0.")
     assert ref.allclose(x_t.double(), ref.q_sample(x0, t, noise), atol=1e-5), \
         "forward(x0, t, noise) does not match eq. 4 for images of shape (2, 3, 5, 7)."
 

@@ -57,9 +57,10 @@ def test_loss_keeps_its_arguments(ns):
 
 # The uniformity of the t that diffusion_loss draws (25,600 draws, in 20 bands of 50 steps): the chi-square statistic
 # has 19 degrees of freedom for any correct way of drawing. Calibration (500 seeds each of torch.randint, randint with a
-# generator, torch.multinomial of equal weights and (torch.rand(B) * T).long(); seeds 0-499, 256 x 100 draws as in the check):
-# statistic 4.3-44.5, mean 19.1. Threshold 60: a correct solution fails with probability 3.9e-6 (the chi-square tail,
-# torch.special.gammaincc(9.5, 30)). The mutants of this class give 870 (weights from 2 down to 1) to 18,600 (rand ** 2).
+# generator, torch.multinomial of equal weights and (torch.rand(B) * T).long(); seeds 0-499, 256 x 100 draws as in
+# the check): statistic 4.3-44.5, mean 19.1. Threshold 60: a correct solution fails with probability 3.9e-6 (the
+# chi-square tail, torch.special.gammaincc(9.5, 30)). The mutants of this class give 870 (weights from 2 down to 1)
+# to 18,600 (rand ** 2).
 T_BANDS, T_CHI2 = 20, 60.0
 
 

@@ -61,7 +61,8 @@ def test_every_shape_of_x_t(ns):
             (f"for x_t of shape {tuple(shape)} the posterior mean has shape {tuple(getattr(got, 'shape', ()))}: it "
              "should have the shape of x_t for any x_t of shape (B, ...), with abar_t shaped to broadcast over row i.")
         assert ref.allclose(got.double(), ref.two_point_mean(x_t, t), atol=1e-5), \
-            f"for x_t of shape {tuple(shape)} the posterior mean does not match a tanh(a sqrt(abar_t) x_t / (1 - abar_t))."
+            (f"for x_t of shape {tuple(shape)} the posterior mean does not match "
+             "a tanh(a sqrt(abar_t) x_t / (1 - abar_t)).")
 
 
 def test_keeps_its_arguments(ns):

@@ -79,8 +79,9 @@ def test_output_is_not_squashed(ns):
     model = ns.run(_awake, _model(ns))
     largest = ns.run(_largest_output_when_loud, model, torch.randn(2, 1, 28, 28), torch.tensor([10, 900]))
     assert largest > 1.5, (f"with its last layer made to give outputs of standard deviation 3, the U-Net's output "
-                           f"still stayed within [-{largest:.2f}, {largest:.2f}]: the noise it predicts is N(0, I) and "
-                           "often exceeds 1, so the output should not be squashed (no tanh, sigmoid or clamp at the end).")
+                           f"still stayed within [-{largest:.2f}, {largest:.2f}]: the noise it predicts is N(0, I) "
+                           "and often exceeds 1, so the output should not be squashed (no tanh, sigmoid or clamp at "
+                           "the end).")
 
 
 def _largest_output_when_loud(model, x, t):
@@ -213,7 +214,8 @@ def test_time_reaches_every_resolution(ns):
     """t reaches the network directly at every resolution of the encoder and of the decoder (each residual block
     adds its projection of the time embedding)."""
     model = ns.run(_awake, _model(ns))
-    calls = ns.run(_where_time_enters, model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]), torch.tensor([700, 900]))
+    calls = ns.run(_where_time_enters, model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]),
+                   torch.tensor([700, 900]))
     widths = [width for width, _ in calls]
     bottom = min(widths)
     first, last = widths.index(bottom), len(widths) - 1 - widths[::-1].index(bottom)
@@ -221,7 +223,8 @@ def test_time_reaches_every_resolution(ns):
     places |= {("on the way up", w) for i, (w, entered) in enumerate(calls) if entered and i > last and w > bottom}
     places |= {("at the bottom", w) for w, entered in calls if entered and w == bottom}
     sizes = sorted({w for w in widths if w > bottom}, reverse=True)
-    wanted = [("on the way down", w) for w in sizes] + [("at the bottom", bottom)] + [("on the way up", w) for w in sizes[::-1]]
+    wanted = ([("on the way down", w) for w in sizes] + [("at the bottom", bottom)]
+              + [("on the way up", w) for w in sizes[::-1]])
     missing = [place for place in wanted if place not in places]
     assert not missing, ("the time step t does not reach the network " + ", ".join(f"{side} at {w} pixels" for side, w
                          in missing) + ": every residual block should add its projection of the time embedding, in "
