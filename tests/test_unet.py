@@ -117,7 +117,8 @@ def _record(model, x, t):
             out = fn(tensors, dim, *args, **kwargs)
             if out.dim() == 4 and dim in (1, -3) and len(tensors) >= 2:
                 same = any(a.shape == b.shape and torch.equal(a, b) for i, a in enumerate(tensors) for b in tensors[i + 1:])
-                cats.append((out.shape[-1], [x.shape[1] for x in tensors], out.shape[1], same))
+                blank = any(a.numel() and bool(a.amax() == a.amin()) for a in tensors)   # zeros for a skip, say
+                cats.append((out.shape[-1], [x.shape[1] for x in tensors], out.shape[1], same, blank))
             return out
         return wrapped
 
@@ -140,12 +141,14 @@ def test_skips_are_concatenated(ns):
     model = ns.run(_awake, _model(ns))
     cats, seen = ns.run(_record, model, torch.randn(2, 1, 28, 28), torch.tensor([10, 20]))
     assert cats, "the decoder should concatenate skip connections (torch.cat([h, skip], dim=1)); no concatenation was seen."
-    missing = sorted({28, 14, 7} - {width for width, _, _, _ in cats}, reverse=True)   # the text's rule, as stated
+    missing = sorted({28, 14, 7} - {width for width, *_ in cats}, reverse=True)   # the text's rule, as stated
     assert not missing, (f"no skip connection is concatenated at {', '.join(map(str, missing))} pixels: the decoder "
                          "should concatenate an encoder feature map at every resolution (28, 14 and 7).")
-    for width, parts, total, same in cats:
+    for width, parts, total, same, blank in cats:
         assert not same, (f"at {width} pixels a feature map is concatenated with itself: the skip should come from "
                           "the encoder (before the middle block), not be the decoder's own h.")
+        assert not blank, (f"at {width} pixels a concatenated part holds one value everywhere (zeros, say): the skip "
+                           "should be the encoder's feature map at that resolution.")
         assert (width, total) in seen, \
             "a decoder block should take the concatenated feature maps as its input (more channels than either part)."
 

@@ -230,6 +230,10 @@ MUTANTS = {
         ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)",
          "joined = torch.cat([h, skips.pop()], dim=1)\n"
          "            h = block(joined if i < 2 else F.pad(h, (0, 0, 0, 0, 0, joined.shape[1] - h.shape[1])), t_emb)")]),
+    "unet: zeros concatenated in place of each skip": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, torch.zeros_like(skips.pop())], dim=1), t_emb)")]),
+    "unet: skip multiplied by zero before the concatenation": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, 0 * skips.pop().detach()], dim=1), t_emb)")]),
     # 5. a squashed output
     "unet: tanh on the output": ("unet", [
         ("return self.conv_out(F.silu(self.norm_out(h)))", "return torch.tanh(self.conv_out(F.silu(self.norm_out(h))))")]),
