@@ -34,6 +34,13 @@ class ConstantModel(nn.Module):
         return self.output.to(x_t.dtype).expand_as(x_t).clone()
 
 
+class MixingModel(nn.Module):
+    """Predicts each image's mean for every pixel: what it gives an unknown pixel depends on the known ones."""
+
+    def forward(self, x_t, t):
+        return x_t.mean(dim=(1, 2, 3), keepdim=True).expand_as(x_t).clone()
+
+
 class OracleModel(nn.Module):
     """Predicts the exact noise of x_t for known clean images x0. It knows the answer, so it stays with the checks
     (lent to the worker, which may only call it: its attributes are private)."""

@@ -2,6 +2,7 @@
 import torch
 
 from grader import sampling
+from grader import probes
 from grader import reference as ref
 from grader import standins
 
@@ -28,6 +29,15 @@ def test_last_step_returns_the_estimate(ns):
     x_t = ref.q_sample(x0, t, torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))).float()
     out = ns["ddim_step"](d, standins.OracleModel(x0), x_t, t, torch.tensor([-1, -1]))
     assert ref.allclose(out.double(), x0.double(), atol=1e-4), "a step to t_prev = -1 should return x0_hat (abar_{-1} = 1)."
+
+
+def test_step_keeps_its_arguments(ns):
+    """ddim_step leaves x_t, t and t_prev unchanged."""
+    g = torch.Generator().manual_seed(5)
+    x_t, eps = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g)
+    probes.assert_keeps_its_arguments(ns, "ddim_step(diffusion, model, x_t, t, t_prev)", ns["ddim_step"],
+                                      diffusion=ns["Diffusion"](), model=ns.standin("ConstantModel", eps), x_t=x_t,
+                                      t=torch.tensor([999, 600, 20, 0]), t_prev=torch.tensor([979, 300, 0, -1]))
 
 
 def test_oracle_returns_x0(ns):

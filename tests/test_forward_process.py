@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from grader import probes
 from grader import reference as ref
 
 PART = "forward_process"
@@ -74,6 +75,20 @@ def _diagnose(term, right, factor, t, of_abar):
     return f"the factor of {term} should be {right}, each image with its own t. "
 
 
+def test_forward_any_image_shape(ns):
+    """forward works for images (B, C, H, W) of any channels and size, not only (B, 1, 28, 28)."""
+    d = ns["Diffusion"]()
+    g = torch.Generator().manual_seed(3)
+    x0, noise = torch.rand(2, 3, 5, 7, generator=g) * 2 - 1, torch.randn(2, 3, 5, 7, generator=g)
+    t = torch.tensor([10, 900])
+    x_t = d(x0, t, noise)
+    assert isinstance(x_t, torch.Tensor) and x_t.shape == x0.shape, \
+        (f"for x0 of shape (2, 3, 5, 7) forward returned shape {tuple(getattr(x_t, 'shape', ()))}: x_t should have "
+         "the shape of x0.")
+    assert ref.allclose(x_t.double(), ref.q_sample(x0, t, noise), atol=1e-5), \
+        "forward(x0, t, noise) does not match eq. 4 for images of shape (2, 3, 5, 7)."
+
+
 def test_forward_draws_standard_noise(ns):
     """Without `noise`, forward draws standard normal noise."""
     d = ns["Diffusion"]()
@@ -88,24 +103,16 @@ def test_forward_draws_standard_noise(ns):
 
 
 def test_forward_keeps_input_and_dtype(ns):
-    """forward leaves x0 unchanged and keeps its dtype."""
+    """forward leaves its arguments x0, t and noise unchanged and keeps the dtype of x0."""
     d = ns["Diffusion"]()
     x0 = torch.rand(3, 1, 28, 28) * 2 - 1
     noise = torch.randn_like(x0)
-    assert not ns.run(_changes_its_input, d, x0, torch.tensor([5, 50, 500]), noise), \
-        "forward should not modify its input x0 in place."
+    probes.assert_keeps_its_arguments(ns, "forward(x0, t, noise)", d, x0=x0, t=torch.tensor([5, 50, 500]), noise=noise)
+    probes.assert_keeps_its_arguments(ns, "forward(x0, t) without noise", d, x0=x0, t=torch.tensor([5, 50, 500]))
     x_t = d(x0, torch.tensor([5, 50, 500]), noise)
     assert x_t.dtype == torch.float32, "forward should return float32 for float32 input."
     x_t64 = d(x0.double(), torch.tensor([5, 50, 500]), noise.double())
     assert x_t64.dtype == torch.float64, "forward should return float64 for float64 input."
-
-
-def _changes_its_input(diffusion, x0, t, noise):
-    """Does diffusion(x0, t, noise) change x0 in place? A probe (ns.run): arguments reach the worker as copies."""
-    import torch
-    copy = x0.clone()
-    diffusion(x0, t, noise)
-    return not torch.equal(x0, copy)
 
 
 @pytest.mark.gpu

@@ -1,6 +1,7 @@
 """The posterior q(x_{t-1} | x_t, x_0) (eq. 6-7), one step of Algorithm 2, and the sampler."""
 import torch
 
+from grader import probes
 from grader import reference as ref
 from grader import standins
 
@@ -81,6 +82,16 @@ def test_no_noise_at_last_step(ns):
     a = d.p_sample_step(ns.standin("ConstantModel", eps), x_t, t, noise)
     b = d.p_sample_step(ns.standin("ConstantModel", eps), x_t, t, torch.zeros_like(noise))
     assert ref.allclose(a, b), "the last step (t = 0) should add no noise."
+
+
+def test_steps_keep_their_arguments(ns):
+    """posterior_mean_variance and p_sample_step leave their tensor arguments unchanged."""
+    d = ns["Diffusion"]()
+    x0, x_t, noise = _inputs(len(T_MIXED), 5)
+    probes.assert_keeps_its_arguments(ns, "posterior_mean_variance(x0, x_t, t)", d.posterior_mean_variance,
+                                      x0=x0, x_t=x_t, t=T_MIXED)
+    probes.assert_keeps_its_arguments(ns, "p_sample_step(model, x_t, t, noise)", d.p_sample_step,
+                                      model=ns.standin("ConstantModel", x0), x_t=x_t, t=T_MIXED, noise=noise)
 
 
 def test_sampler_with_oracle_returns_x0(ns):

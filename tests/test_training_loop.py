@@ -1,6 +1,7 @@
 """L_simple (eq. 14, Algorithm 1) and the training loop."""
 import torch
 
+from grader import probes
 from grader import reference as ref
 
 PART = "training_loop"
@@ -44,6 +45,25 @@ def test_loss_is_a_mean(ns):
         "the loss should be the MEAN of the squared errors over batch and pixels (not a sum or a norm)."
 
 
+def test_loss_keeps_its_arguments(ns):
+    """diffusion_loss leaves x0, t and noise unchanged."""
+    x0, noise = _batch(seed=6)
+    d, model = ns["Diffusion"](), ns.standin("ConstantModel", torch.full((1,), 0.5))
+    probes.assert_keeps_its_arguments(ns, "diffusion_loss(diffusion, model, x0, t, noise)", ns["diffusion_loss"],
+                                      diffusion=d, model=model, x0=x0, t=torch.arange(8) * 100, noise=noise)
+    probes.assert_keeps_its_arguments(ns, "diffusion_loss(diffusion, model, x0)", ns["diffusion_loss"],
+                                      diffusion=d, model=model, x0=x0)
+
+
+# The uniformity of the t that diffusion_loss draws (25,600 draws, in 20 bands of 50 steps): the chi-square statistic
+# has 19 degrees of freedom for any correct way of drawing. Calibration (500 seeds each of torch.randint, randint with a
+# generator, torch.multinomial of equal weights and (torch.rand(B) * T).long(); seeds 0-499, 256 x 100 draws as in
+# the check): statistic 4.3-44.5, mean 19.1. Threshold 60: a correct solution fails with probability 3.9e-6 (the
+# chi-square tail, torch.special.gammaincc(9.5, 30)). The mutants of this class give 870 (weights from 2 down to 1)
+# to 18,600 (rand ** 2).
+T_BANDS, T_CHI2 = 20, 60.0
+
+
 def test_loss_draws_t_and_noise(ns):
     """Without t and noise, the loss draws t uniformly from 0..T-1 and noise from N(0, I)."""
     torch.manual_seed(0)
@@ -57,6 +77,13 @@ def test_loss_draws_t_and_noise(ns):
     assert not ts.is_floating_point() and model.ts[0].shape == (256,), "t should be drawn as an integer tensor of shape (B,)."
     assert ts.min() == 0 and ts.max() == ref.T - 1 and len(ts.unique()) == ref.T, \
         "t should be drawn uniformly from all of 0, ..., T-1."
+    bands = torch.bincount(ts.long() * T_BANDS // ref.T, minlength=T_BANDS).double()   # T_BANDS bands of steps
+    expected = len(ts) / T_BANDS
+    chi2 = ((bands - expected) ** 2 / expected).sum().item()
+    assert chi2 < T_CHI2, (
+        f"t is not drawn uniformly from 0, ..., T-1: of {len(ts)} steps drawn, {bands[0] / len(ts):.1%} fell in the "
+        f"first {ref.T // T_BANDS} steps and {bands[-1] / len(ts):.1%} in the last {ref.T // T_BANDS} (a chi-square "
+        f"of {chi2:.0f} over {T_BANDS} equal bands). Draw t with torch.randint(0, T, (B,)).")
     x_t = torch.cat(model.xs)                          # x0 = 0, so x_t = sqrt(1 - abar_t) * noise
     noise = x_t / (1 - ref.schedule()[2][ts].float()).sqrt().view(-1, 1, 1, 1)
     assert abs(noise.mean().item()) < 0.02 and abs(noise.std().item() - 1) < 0.02, \

@@ -1,6 +1,7 @@
 """The exact denoiser of a data set of two points: E[x_0 | x_t] in closed form."""
 import torch
 
+from grader import probes
 from grader import reference as ref
 
 PART = "two_point"
@@ -48,6 +49,28 @@ def test_works_for_images(ns):
     got = ns["two_point_posterior_mean"](x_t, t, _abar(ns))
     assert got.shape == x_t.shape and ref.allclose(got.double(), ref.two_point_mean(x_t, t), atol=1e-5), \
         "the posterior mean should broadcast abar_t over every pixel of image i, for a different t per image."
+
+
+def test_every_shape_of_x_t(ns):
+    """Works for x_t of any shape (B, ...) that the docstring allows, with one t per row."""
+    t = torch.tensor([3, 300, 900])
+    for shape in ((3,), (3, 5), (3, 1, 1, 1), (3, 2, 4, 4), (3, 1, 2, 3, 2)):
+        x_t = torch.randn(shape, generator=torch.Generator().manual_seed(len(shape)))
+        got = ns["two_point_posterior_mean"](x_t, t, _abar(ns))
+        assert isinstance(got, torch.Tensor) and got.shape == x_t.shape, \
+            (f"for x_t of shape {tuple(shape)} the posterior mean has shape {tuple(getattr(got, 'shape', ()))}: it "
+             "should have the shape of x_t for any x_t of shape (B, ...), with abar_t shaped to broadcast over row i.")
+        assert ref.allclose(got.double(), ref.two_point_mean(x_t, t), atol=1e-5), \
+            (f"for x_t of shape {tuple(shape)} the posterior mean does not match "
+             "a tanh(a sqrt(abar_t) x_t / (1 - abar_t)).")
+
+
+def test_keeps_its_arguments(ns):
+    """two_point_posterior_mean leaves x_t, t and alphas_cumprod unchanged."""
+    x_t = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    probes.assert_keeps_its_arguments(ns, "two_point_posterior_mean(x_t, t, alphas_cumprod)",
+                                      ns["two_point_posterior_mean"], x_t=x_t, t=torch.tensor([0, 10, 500, 999]),
+                                      alphas_cumprod=_abar(ns))
 
 
 def test_exact_denoiser_samples_the_two_points(ns):

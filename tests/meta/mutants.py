@@ -158,6 +158,108 @@ MUTANTS = {
     "train: zero_grad only once, before the loop": ("training_loop", [
         ("optimizer.zero_grad(set_to_none=True)\n            loss.backward()", "loss.backward()"),
         ("    model.train()\n    try:", "    optimizer.zero_grad()\n    model.train()\n    try:")]),
+    # Issue 25: seven classes an independent tester found the grader blind to, each with more of the same class.
+    # 1. in-place changes to the caller's tensors
+    "forward: scales the given noise in place": ("forward_process", [
+        ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise", "return abar.sqrt() * x0 + noise.mul_((1.0 - abar).sqrt())")]),
+    "posterior: scales x_t in place": ("reverse_process", [
+        ("+ (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * x_t", "+ x_t.mul_(alpha.sqrt() * (1 - abar_prev) / (1 - abar))")]),
+    "step: scales the given noise in place": ("reverse_process", [
+        ("return mean + sigma * noise", "return mean + noise.mul_(sigma)")]),
+    "two points: scales x_t in place": ("two_point", [
+        ("return a * torch.tanh(a * abar.sqrt() * x_t / (1.0 - abar))",
+         "x_t.mul_(a * abar.sqrt() / (1.0 - abar))\n    return a * torch.tanh(x_t)")]),
+    "unet: unsqueezes t in place in the embedding": ("unet", [
+        ("args = t.float()[:, None] * freqs[None, :]", "args = t.unsqueeze_(1).float() * freqs[None, :]")]),
+    "loss: the squared error computed in place in the given noise": ("training_loop", [
+        ("return F.mse_loss(model(x_t, t).float(), noise)", "return noise.sub_(model(x_t, t).float()).pow(2).mean()")]),
+    "ddim: clamps t_prev in place": ("ddim", [
+        ("diffusion.alphas_cumprod[t_prev.clamp(min=0)], 1.0)", "diffusion.alphas_cumprod[t_prev.clamp_(min=0)], 1.0)")]),
+    "inpaint: zeroes the unknown pixels of the caller's x0": ("inpainting", [
+        ("    x = randn(x0.shape, generator, device)                                   # x_{T-1}",
+         "    x0.mul_(mask_known)\n    x = randn(x0.shape, generator, device)")]),
+    "inpaint step: blanks the unknown pixels of the given x0": ("inpainting", [
+        ("x_known = diffusion(x0, (t - 1)", "x0.masked_fill_(~mask_known.bool(), 0.0)\n    x_known = diffusion(x0, (t - 1)")]),
+    "inpaint step: writes the known pixels into the given x_t": ("inpainting", [
+        ("return torch.where(mask_known.bool(), x_known, x_unknown)",
+         "x_t.copy_(torch.where(mask_known.bool(), x_known, x_unknown))\n    return x_t")]),
+    # 7. random-number discipline in in-painting
+    "inpaint: known part's noise from the global generator": ("inpainting", [
+        ("noise=z, noise_known=z)", "noise=z, noise_known=torch.randn_like(x0))")]),
+    "inpaint: known part's noise left to inpaint_step": ("inpainting", [("noise=z, noise_known=z)", "noise=z)")]),
+    "inpaint: known part's noise from randn without the generator": ("inpainting", [
+        ("noise=z, noise_known=z)", "noise=z, noise_known=randn(x0.shape, None, device))")]),
+    # 2. inputs of every shape the docstring allows
+    "two points: abar shaped (B, 1, 1, 1) whatever x_t": ("two_point", [
+        ("abar = alphas_cumprod[t].view(-1, *[1] * (x_t.dim() - 1))", "abar = alphas_cumprod[t].view(-1, 1, 1, 1)")]),
+    "two points: the setup's extract for abar": ("two_point", [
+        ("abar = alphas_cumprod[t].view(-1, *[1] * (x_t.dim() - 1))", "abar = extract(alphas_cumprod, t)")]),
+    "two points: abar[:, None, None, None]": ("two_point", [
+        ("abar = alphas_cumprod[t].view(-1, *[1] * (x_t.dim() - 1))", "abar = alphas_cumprod[t][:, None, None, None]")]),
+    "forward: computed on flattened 28 x 28 images": ("forward_process", [
+        ("return abar.sqrt() * x0 + (1.0 - abar).sqrt() * noise",
+         "abar = abar.view(-1, 1)\n        return (abar.sqrt() * x0.view(len(x0), -1) + (1.0 - abar).sqrt() * "
+         "noise.view(len(x0), -1)).view(-1, 1, 28, 28)")]),
+    # 3. time conditioning that reaches some blocks only
+    "unet: time reaches the first block only": ("unet", [
+        ("h = block(h, t_emb)\n", "h = block(h, t_emb if i == 0 else torch.zeros_like(t_emb))\n"),
+        ("h = self.mid_block(h, t_emb)", "h = self.mid_block(h, torch.zeros_like(t_emb))"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], dim=1), torch.zeros_like(t_emb))")]),
+    "unet: time reaches the encoder only": ("unet", [
+        ("h = self.mid_block(h, t_emb)", "h = self.mid_block(h, torch.zeros_like(t_emb))"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], dim=1), torch.zeros_like(t_emb))")]),
+    "unet: time reaches the decoder only": ("unet", [
+        ("h = block(h, t_emb)\n", "h = block(h, torch.zeros_like(t_emb))\n"),
+        ("h = self.mid_block(h, t_emb)", "h = self.mid_block(h, torch.zeros_like(t_emb))")]),
+    "unet: time reaches the middle block only": ("unet", [
+        ("h = block(h, t_emb)\n", "h = block(h, torch.zeros_like(t_emb))\n"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], dim=1), torch.zeros_like(t_emb))")]),
+    # 4. a skip that is concatenated but not used
+    "unet: skip concatenated, block fed h with channels made by a 1x1 conv": ("unet", [
+        ("self.norm_out = nn.GroupNorm(8, C)",
+         "self.fills = nn.ModuleList([nn.Conv2d(a, b, 1) for a, b in ((chs[2], chs[2]), (chs[2], chs[1]), (chs[1], chs[0]))])\n"
+         "        self.norm_out = nn.GroupNorm(8, C)"),
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)",
+         "joined = torch.cat([h, skips.pop()], dim=1)\n"
+         "            h = block(torch.cat([h, self.fills[i](h)], dim=1), t_emb)")]),
+    "unet: skip concatenated, block fed h padded with zeros": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)",
+         "joined = torch.cat([h, skips.pop()], dim=1)\n"
+         "            h = block(F.pad(h, (0, 0, 0, 0, 0, joined.shape[1] - h.shape[1])), t_emb)")]),
+    "unet: skip at 28 pixels concatenated but not used": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)",
+         "joined = torch.cat([h, skips.pop()], dim=1)\n"
+         "            h = block(joined if i < 2 else F.pad(h, (0, 0, 0, 0, 0, joined.shape[1] - h.shape[1])), t_emb)")]),
+    "unet: zeros concatenated in place of each skip": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, torch.zeros_like(skips.pop())], dim=1), t_emb)")]),
+    "unet: skip multiplied by zero before the concatenation": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, 0 * skips.pop().detach()], dim=1), t_emb)")]),
+    # 5. a squashed output
+    "unet: tanh on the output": ("unet", [
+        ("return self.conv_out(F.silu(self.norm_out(h)))", "return torch.tanh(self.conv_out(F.silu(self.norm_out(h))))")]),
+    "unet: output clamped to [-1, 1]": ("unet", [
+        ("return self.conv_out(F.silu(self.norm_out(h)))", "return self.conv_out(F.silu(self.norm_out(h))).clamp(-1, 1)")]),
+    "unet: 2 sigmoid - 1 on the output": ("unet", [
+        ("return self.conv_out(F.silu(self.norm_out(h)))",
+         "return 2 * torch.sigmoid(self.conv_out(F.silu(self.norm_out(h)))) - 1")]),
+    "unet: nn.Tanh in an output head": ("unet", [
+        ("self.conv_out = nn.Conv2d(C, img_channels, 3, padding=1)",
+         "self.conv_out = nn.Sequential(nn.Conv2d(C, img_channels, 3, padding=1), nn.Tanh())")]),
+    "inpaint step: mask expanded to (B, 1, H, W)": ("inpainting", [
+        ("return torch.where(mask_known.bool(), x_known, x_unknown)",
+         "return torch.where(mask_known.bool().expand(x_t.shape[0], 1, *x_t.shape[2:]), x_known, x_unknown)")]),
+    # 6. the distribution of t in the loss (every step occurs, but not uniformly)
+    "loss: t = T * u ** 2, small t far more often": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "t = (torch.rand(x0.shape[0], device=x0.device) ** 2 * diffusion.num_timesteps).long()")]),
+    "loss: half the batch from the first half of the steps": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "B, T = x0.shape[0], diffusion.num_timesteps\n        t = torch.cat([torch.randint(0, T // 2, (B // 2,)), "
+         "torch.randint(0, T, (B - B // 2,))]).to(x0.device)")]),
+    "loss: t weighted from 2 down to 1": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "weights = torch.linspace(2, 1, diffusion.num_timesteps)\n"
+         "        t = torch.multinomial(weights, x0.shape[0], replacement=True).to(x0.device)")]),
 }
 
 CORRECT = {
@@ -206,6 +308,23 @@ CORRECT = {
     "in-painting with a float mask": ("inpainting", [
         ("return torch.where(mask_known.bool(), x_known, x_unknown)",
          "m = mask_known.to(x_t.dtype)\n    return m * x_known + (1 - m) * x_unknown")]),
+    # other correct ways to draw t uniformly (issue 25's chi-square check must pass them all)
+    "loss draws t with torch.multinomial": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "t = torch.multinomial(torch.ones(diffusion.num_timesteps), x0.shape[0], replacement=True).to(x0.device)")]),
+    "loss draws t as (T * u).long()": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "t = (torch.rand(x0.shape[0], device=x0.device) * diffusion.num_timesteps).long()")]),
+    "loss draws t from a generator of its own": ("training_loop", [
+        ("t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=x0.device)",
+         "g = globals().setdefault('_t_generator', torch.Generator().manual_seed(1234))\n"
+         "        t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), generator=g).to(x0.device)")]),
+    "U-Net concatenating with axis=1": ("unet", [
+        ("h = block(torch.cat([h, skips.pop()], dim=1), t_emb)", "h = block(torch.cat([h, skips.pop()], axis=1), t_emb)")]),
+    "two-point mean broadcasting over the last axis": ("two_point", [
+        ("abar = alphas_cumprod[t].view(-1, *[1] * (x_t.dim() - 1))", "abar = alphas_cumprod[t]"),
+        ("return a * torch.tanh(a * abar.sqrt() * x_t / (1.0 - abar))",
+         "return (a * torch.tanh(a * abar.sqrt() * x_t.movedim(0, -1) / (1.0 - abar))).movedim(-1, 0)")]),
     # practices that the checks once refused (issue: correct work never loses a point)
     "training step with gradient clipping": ("training_loop", [
         ("loss.backward()\n            optimizer.step()",
