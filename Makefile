@@ -86,6 +86,7 @@ assignment: venv
 	cd $(COURSE) && ../../$(PY) -m nbgrader generate_assignment ddpm --force --no-db \
 	    --CourseDirectory.course_id=ddpm --log-level=ERROR
 	cp $(COURSE)/release/ddpm/assignment.ipynb assignment.ipynb
+	$(PY) -c 'from tools.release import clean; clean("assignment.ipynb")'
 
 # A ready nbgrader course folder: COURSE/nbgrader_config.py, the source notebook, the generated release, the gradebook.
 COURSE_DIR = $(abspath $(COURSE))
@@ -102,7 +103,7 @@ release: venv assignment
 
 outputs: venv data
 	DDPM_OFFLINE=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace solution.ipynb \
-	    --ExecutePreprocessor.timeout=1800
+	    --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.store_widget_state=False
 
 train: venv data
 	$(PY) -m tools.train --epochs $(EPOCHS) --minutes $(MINUTES) --output data/ddpm_mnist.pt

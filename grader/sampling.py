@@ -27,7 +27,8 @@ def load_model(ns, path, device):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         model = ns["UNet"](**checkpoint["config"])
-        model.load_state_dict(checkpoint["state_dict"])
+        # the weights of a torch.compile'd model are named "_orig_mod." + the model's own names
+        model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in checkpoint["state_dict"].items()})
     except Exception as err:
         raise SubmissionError(f"Your saved model could not be loaded into your UNet ({type(err).__name__}: {err}).")
     return model.to(device).eval()

@@ -37,28 +37,39 @@ def test_arguments(ns):
 
 
 def _awake(model):
-    """The model with every all-zero parameter given small random values: a zero-initialised output layer (a
-    correct and common practice) makes a fresh network's output constant, which says nothing about its wiring.
-    A probe: it runs where the model is (ns.run)."""
+    """The model in eval mode with every all-zero parameter given small random values: a zero-initialised output
+    layer (a correct and common practice) makes a fresh network's output constant, which says nothing about its
+    wiring. A probe: it runs where the model is (ns.run)."""
     import torch
     with torch.no_grad():
         for p in model.parameters():
             if not p.any():
                 p.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
-    return model
+    return model.eval()   # as _eval: a probe runs alone, without this module's other functions
+
+
+def _eval(model):
+    """The model in eval mode, so that its outputs can be compared: dropout (the DDPM paper trains with 0.1) and
+    other train-time randomness make two calls differ in training mode. A probe (ns.run)."""
+    return model.eval()
 
 
 def test_depends_on_t_and_x(ns):
-    """The output depends on both x_t and t."""
+    """The output depends on both x_t and t (in eval mode, so that dropout does not make two calls differ)."""
     model = ns.run(_awake, _model(ns))
     x = torch.randn(2, 1, 28, 28)
     t = torch.tensor([3, 3])
     assert ref.differ(model(x, t), model(x, torch.tensor([600, 600])), atol=1e-6), \
-        "the output should depend on the time step t: is the time embedding used?"
-    assert ref.differ(model(x, t), model(torch.randn_like(x), t), atol=1e-6), "the output should depend on x."
+        "in eval mode, the output is the same for t = 3 and t = 600: is the time embedding used?"
+    assert ref.differ(model(x, t), model(torch.randn_like(x), t), atol=1e-6), \
+        "in eval mode, the output is the same for two different inputs x: the output should depend on x."
     out = model(torch.cat([x, x]), torch.tensor([3, 600, 3, 600]))
-    assert ref.allclose(out[0], out[2], atol=1e-5) and ref.differ(out[0], out[1], atol=1e-6), \
-        "each image should be conditioned on its own t."
+    assert ref.allclose(out[0], out[2], atol=1e-5), \
+        ("in eval mode, two copies of one image with the same t in one batch got different outputs: an image's "
+         "output should not depend on the other images of its batch.")
+    assert ref.differ(out[0], out[1], atol=1e-6), \
+        ("two copies of one image with t = 3 and t = 600 in one batch got the same output: each image should be "
+         "conditioned on its own t.")
 
 
 def test_sinusoidal_embedding(ns):
@@ -303,11 +314,12 @@ def test_parameter_count(ns):
 
 def test_config_rebuilds_model(ns):
     """UNet(**model.config) rebuilds a model that loads the weights."""
-    model = _model(ns, base_channels=16)
-    copy = ns["UNet"](**model.config)
+    model = ns.run(_eval, _model(ns, base_channels=16))
+    copy = ns.run(_eval, ns["UNet"](**model.config))
     copy.load_state_dict(model.state_dict())
     x, t = torch.randn(1, 1, 28, 28), torch.tensor([7])
-    assert ref.allclose(copy(x, t), model(x, t)), "UNet(**model.config) should rebuild the same network."
+    assert ref.allclose(copy(x, t), model(x, t)), \
+        "in eval mode, UNet(**model.config) with the model's weights gives another output: it should rebuild the same network."
 
 
 @pytest.mark.gpu

@@ -15,6 +15,19 @@ FILES = ("assignment.ipynb", "grader/__init__.py", "grader/quality.py", "data/mn
          "data/mnist_test_gaussian.pt", "data/ablation.pt", "data/ddpm_mnist_cond.pt")
 
 
+def clean(path):
+    """Strip the state of the last run from a released notebook: outputs, execution counts and times, and the widget
+    state (the progress bars' models) that nbgrader copies from the solution. Cells and their nbgrader metadata stay."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, path)
+
+
 def build(out):
     out = Path(out)
     shutil.rmtree(out, ignore_errors=True)

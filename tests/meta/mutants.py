@@ -333,6 +333,11 @@ CORRECT = {
         ("optimizer.zero_grad(set_to_none=True)\n            loss.backward()\n            optimizer.step()",
          "model.zero_grad()\n            loss.backward()\n            torch.nn.utils.clip_grad_value_(model.parameters(), 0.05)\n"
          "            optimizer.step()")]),
+    # the DDPM paper trains with dropout 0.1 in its residual blocks (issue 24: this once lost a U-Net check)
+    "U-Net with Dropout(0.1) in the ResBlock": ("unet", [
+        ("        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)\n",
+         "        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)\n        self.dropout = nn.Dropout(0.1)\n"),
+        ("h = self.conv2(F.silu(self.norm2(h)))", "h = self.conv2(self.dropout(F.silu(self.norm2(h))))")]),
     "U-Net with zero-initialised output and residual convolutions": ("unet", [
         ("self.label_emb = nn.Embedding(num_classes + 1, time_emb_dim) if num_classes else None",
          "self.label_emb = nn.Embedding(num_classes + 1, time_emb_dim) if num_classes else None\n"

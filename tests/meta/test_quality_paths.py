@@ -48,3 +48,24 @@ def test_the_pass_rule_and_its_report():
     assert all("0.500" in why for why in quality.judge(memoriser).values())
     nan = {**good, "fid": float("nan")}
     assert not quality.passes(nan), "a figure that is not a number fails"
+
+
+def test_a_compiled_models_checkpoint_saves_and_loads(tmp_path):
+    """torch.compile(model) names its weights "_orig_mod." + the model's: save_checkpoint saves the model inside it,
+    and a checkpoint with such names (as a save_checkpoint of its own may write) loads in the notebook's
+    load_checkpoint and in the grader (grader/sampling.py) into the same network."""
+    ns = load(REFERENCE)
+    torch.manual_seed(0)
+    model = ns["UNet"](base_channels=8, time_emb_dim=16).eval()
+    compiled = torch.compile(model)                         # compiles nothing until it is called
+    assert all(name.startswith("_orig_mod.") for name in compiled.state_dict())
+    saved, prefixed = tmp_path / "saved.pt", tmp_path / "prefixed.pt"
+    ns["save_checkpoint"](compiled, str(saved))
+    assert set(torch.load(saved, weights_only=True)["state_dict"]) == set(model.state_dict())
+    torch.save({"config": model.config, "state_dict": compiled.state_dict(), "losses": [1.0]}, prefixed)
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([5, 500])
+    with torch.no_grad():
+        want = model(x, t)
+        for path in (saved, prefixed):
+            assert torch.equal(ns["load_checkpoint"](str(path))[0](x, t), want)
+            assert torch.equal(sampling.load_model(load(REFERENCE, "unet"), path, torch.device("cpu"))(x, t), want)

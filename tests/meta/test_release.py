@@ -41,6 +41,18 @@ def test_assignment_leaks_no_solution_or_hidden_test():
         "assignment.ipynb should be released without outputs"
 
 
+def test_notebooks_carry_no_state_of_an_earlier_run():
+    """assignment.ipynb has no outputs, execution counts or times, or widget state (progress bars of the last run);
+    solution.ipynb no widget state either (nbval compares its outputs, never that)."""
+    assignment = json.loads(ASSIGNMENT.read_text())
+    assert "widgets" not in assignment["metadata"], "assignment.ipynb carries widget state: run `make assignment`"
+    for cell in assignment["cells"]:
+        assert not cell.get("outputs") and cell.get("execution_count") is None and "execution" not in cell["metadata"], \
+            "assignment.ipynb carries the outputs or execution times of a run: run `make assignment`"
+    assert "widgets" not in json.loads(REFERENCE.read_text())["metadata"], \
+        "solution.ipynb carries widget state: `make outputs` stores none"
+
+
 def test_grader_fails_the_untouched_assignment_cleanly(tmp_path):
     report = tmp_path / "report.xml"
     proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests"), "--notebook", str(ASSIGNMENT),

@@ -23,7 +23,7 @@ def self_check(notebook, checkpoint):
     source = next("".join(c["source"]) for c in cells if "from grader import quality" in "".join(c["source"]))
     ns = dict(load(notebook, part="ddim"))
     ns.update(grading=False, device=CPU, use_bf16=BF16, test_images=quality.load_mnist(train=False)[0],
-              CHECKPOINT=str(checkpoint), diffusion=ns["Diffusion"](), show_images=lambda *args, **kwargs: None)
+              CHECKPOINT=str(checkpoint), show_images=lambda *args, **kwargs: None)   # no `diffusion` of section 5
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(compile(source, "<self-check cell>", "exec"), ns)
@@ -67,3 +67,36 @@ def test_self_check_agrees_on_an_under_trained_model(under_trained):
     verdict = quality.judge(theirs)
     assert not verdict["denoising_loss"] and verdict["fid"], "the case worth testing: it denoises, its samples fail"
     assert "NOT YET" in printed and "Train longer" in printed
+
+
+def test_self_check_finds_grader_beside_the_notebook_from_another_folder(tmp_path, monkeypatch):
+    """A kernel started outside the notebook's folder (Jupyter names the notebook in JPY_SESSION_NAME): the
+    self-check imports grader/ from beside the notebook. Without that name it says where it looked, no crash."""
+    import os
+    import nbformat
+    from nbclient import NotebookClient
+    from grader.cells import cells_by_grade_id
+    from tools import release
+    folder, elsewhere = release.build(tmp_path / "ddpm"), tmp_path / "elsewhere"
+    ns = load(REFERENCE)
+    torch.manual_seed(0)   # the kernel's working folder holds what it trained: data/ddpm_mnist.pt
+    ns["save_checkpoint"](ns["UNet"](base_channels=8, time_emb_dim=16), str(elsewhere / MODEL))
+    cells = [c for c in json.loads(REFERENCE.read_text())["cells"] if c["cell_type"] == "code"]
+    solutions = cells_by_grade_id(REFERENCE)
+    check = next("".join(c["source"]) for c in cells if "from grader import quality" in "".join(c["source"]))
+    unlisted = ('import sys\n'   # a project installed editable (pip install -e) would answer `import grader` anywhere
+                'sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]')
+    sources = [unlisted] + [solutions[g] for g in ("setup", "helpers")] + [
+        next("".join(c["source"]) for c in cells if marker in "".join(c["source"]))
+        for marker in ("device = get_device()", "test_images, test_labels = load_images(")] + [
+        solutions[g] for g in ("forward_process", "reverse_process", "unet", "training_loop", "ddim")] + [
+        'session = os.environ.pop("JPY_SESSION_NAME")', check, 'os.environ["JPY_SESSION_NAME"] = session', check]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    monkeypatch.setenv("JPY_SESSION_NAME", str(folder / "assignment.ipynb"))
+    monkeypatch.setenv("DDPM_OFFLINE", "1")
+    monkeypatch.setenv("DDPM_DATA_ROOT", os.path.abspath(os.environ.get("DDPM_DATA_ROOT", "data")))
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(elsewhere)}}).execute()
+    without, with_name = ("".join(o.get("text", "") for o in c.outputs) for c in notebook.cells[-3::2])
+    assert "needs the folder grader/" in without and "run the notebook from its folder" in without, without
+    assert "L_simple on 256 test digits" in with_name, with_name

@@ -167,7 +167,7 @@ def test_train_saves_when_interrupted(tmp_path):
 
 
 def test_progress_warns_when_training_is_slow(capsys, monkeypatch):
-    """After 100 steps, a rate below the threshold prints the likely cause and the fix, once."""
+    """After warm-up and 100 steps, a rate below the threshold prints the likely cause and the fix, once."""
     ns = load(REFERENCE)
     clock = iter(range(0, 10 ** 6, 1))                        # one second per call of time.time: 1 step/s
     monkeypatch.setattr(ns["Progress"].__init__.__globals__["time"], "time", lambda: float(next(clock)))
@@ -176,6 +176,18 @@ def test_progress_warns_when_training_is_slow(capsys, monkeypatch):
         assert not bar.update(step, [0.1])
     out = capsys.readouterr().out
     assert out.count("far slower") == 1 and "set_num_threads(1)" in out and "resume=True" in out
+
+
+def test_progress_times_the_rate_after_warm_up(capsys, monkeypatch):
+    """A slow first step (torch.compile compiles in it, for about 50 s) does not make the warning misfire."""
+    ns = load(REFERENCE)
+    now = [0.0]
+    monkeypatch.setattr(ns["Progress"].__init__.__globals__["time"], "time", lambda: now[0])
+    bar = ns["Progress"](0, 300, pass_steps=200, slow_below=7.0 / 3, enabled=False)
+    for step in range(1, 201):
+        now[0] += 50.0 if step == 1 else 0.1                  # compiling, then 10 steps/s
+        assert not bar.update(step, [0.1])
+    assert "far slower" not in capsys.readouterr().out
 
 
 def test_resuming_another_model_says_what_to_do(tmp_path):
