@@ -6,10 +6,11 @@ venv is activated by the README's own set-up block, and DDPM_DATA_ROOT is passed
 it for a data set outside data/ (CI's). Five notebooks go through `make grade`, nbgrader and Gradescope's
 run_autograder, one of them also through `python -m grader.runner` and `pytest tests --notebook`:
 
-  alice  the solution's answers in the released notebook                                     full marks
+  alice  an independent solution in a CNN-course style (dropout, torch.compile: its model's    full marks
+         weights carry the `_orig_mod.` prefix of a compiled model)
   olga   an independent solution that prints, warns and writes to stderr (tests/meta/corpus),  full marks
          in a notebook from an older release: without the test cell of sample quality
-  dan    the same with the test cell of DDIM deleted                                          full marks
+  dan    the solution's answers, with the test cell of DDIM deleted                             full marks
   dave   fakes the grader, DDIM without clipping, os._exit in the in-painting cell            loses DDIM (in part)
                                                                                                and in-painting
   bob    the untouched released notebook, no model                                            zero, no crash
@@ -24,12 +25,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from grader.cells import MODEL, PARTS, REFERENCE, ROOT, TITLES
 from nbgrader.api import Gradebook
 
 README = ROOT / "README.md"
 NOISY = ROOT / "tests" / "meta" / "corpus" / "noisy.ipynb"
+CNN = ROOT / "tests" / "meta" / "corpus" / "cnn_course.ipynb"
 TOTAL = sum(PARTS.values())
 HIJACK = '''import sys, types
 _fake = types.ModuleType("grader")
@@ -111,7 +114,7 @@ def outside(tmp_path_factory):
     (ROOT / "build" / "course" / "source" / "ddpm").mkdir(parents=True, exist_ok=True)
     shutil.copy(REFERENCE, ROOT / "build" / "course" / "source" / "ddpm" / "assignment.ipynb")
     release = released()
-    students = {"alice": filled_in(release), "olga": filled_in(release, drop={"test_sample_quality"}, answers_from=NOISY),
+    students = {"alice": filled_in(release, answers_from=CNN), "olga": filled_in(release, drop={"test_sample_quality"}, answers_from=NOISY),
                 "dan": filled_in(release, drop={"test_ddim"}), "dave": filled_in(release, fake_and_break),
                 "bob": release}
     for student, nb in students.items():
@@ -120,6 +123,9 @@ def outside(tmp_path_factory):
         (folder / "assignment.ipynb").write_text(json.dumps(nb))
         if student != "bob":
             shutil.copy(ROOT / MODEL, folder / "data" / "ddpm_mnist.pt")
+    checkpoint = torch.load(ROOT / MODEL, weights_only=True)   # as a torch.compile'd model's weights are named
+    checkpoint["state_dict"] = {f"_orig_mod.{k}": v for k, v in checkpoint["state_dict"].items()}
+    torch.save(checkpoint, outside / "submissions" / "alice" / "data" / "ddpm_mnist.pt")
     return outside
 
 
