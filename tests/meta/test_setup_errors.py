@@ -39,13 +39,14 @@ def release(tmp_path_factory):
 
 def course_with(tmp_path, release, config=True):
     """A course folder (with the repository's nbgrader_config.py, or none) and one submission: the untouched notebook."""
+    (tmp_path / "source" / "ddpm").mkdir(parents=True)
     if config:
         shutil.copy(ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
-    (tmp_path / "source" / "ddpm").mkdir(parents=True)
     shutil.copy(REFERENCE, tmp_path / "source" / "ddpm" / "assignment.ipynb")
     (tmp_path / "submitted" / "bob" / "ddpm").mkdir(parents=True)
     (tmp_path / "submitted" / "bob" / "ddpm" / "assignment.ipynb").write_text(release)
-    assert nbgrader(tmp_path, "db", "assignment", "add", "ddpm").returncode == 0
+    proc = nbgrader(tmp_path, "generate_assignment", "ddpm")   # the gradebook learns the notebook and its cells
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return tmp_path
 
 
