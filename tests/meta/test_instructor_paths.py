@@ -155,6 +155,8 @@ def test_make_grade_and_regrade(make_grade, outside):
     before = {row["student"]: row for row in csv.DictReader(open(ROOT / "build" / "grades" / "grades.csv"))}
     assert set(before) == set(EXPECTED) and before["alice"]["grader"].startswith("2026")
     assert before["alice"]["sample_quality:fid"] and before["bob"]["unet::test_runs_on_cuda"] == "skipped"
+    bob = (ROOT / "build" / "grades" / "bob.md").read_text()   # no model submitted: said as such, once
+    assert bob.count("No trained model was submitted") == 1 and "could not be loaded" not in bob, bob
     # the second line of the README's block regrades alice's DDIM alone: the class keeps every other result
     where, lines = block("make grade SUBMISSIONS=path/to/submissions")
     run(where, lines[1:], outside)
