@@ -75,7 +75,7 @@ test: export DDPM_OFFLINE := 1
 test: venv data sandbox test-grader test-notebook
 
 test-grader: venv $(VENV)/.similarity-installed
-	$(PY) -m pytest tests -n auto --dist loadfile --durations=12   # a file's tests share a process (and build/)
+	$(PY) -m pytest tests -n auto --dist loadgroup --durations=12   # a group's tests share a process
 
 test-notebook: venv
 	$(PY) -m pytest --nbval solution.ipynb --nbval-current-env

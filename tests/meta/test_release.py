@@ -7,6 +7,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from grader.cells import REFERENCE, ROOT, cells_by_grade_id
 
 ASSIGNMENT = ROOT / "assignment.ipynb"
@@ -114,6 +116,7 @@ def test_executed_notebook_is_small():
     assert REFERENCE.stat().st_size < 2 * 2**20, f"solution.ipynb is {REFERENCE.stat().st_size / 2**20:.1f} MB"
 
 
+@pytest.mark.timeout(1200)   # executes the whole notebook: 2-5 min, longer while make test runs another file beside it
 def test_release_folder_runs_by_itself(tmp_path):
     """`make release`'s folder alone runs the notebook top to bottom (its stubs filled with the solution, a tiny
     trained model, skip_training): every file it reads is there, the self-check and the optional sections run."""

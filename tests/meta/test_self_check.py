@@ -16,6 +16,8 @@ BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 SAMPLERS = [REFERENCE, ROOT / "tests" / "meta" / "corpus" / "beginner.ipynb",
             ROOT / "tests" / "meta" / "corpus" / "loops.ipynb"]
 
+pytestmark = pytest.mark.xdist_group("self_check")   # its module fixture trains a model: once
+
 
 def self_check(notebook, checkpoint):
     """Run the notebook's self-check cell with `notebook`'s ddim_sample (the reference's other cells); its figures."""
