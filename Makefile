@@ -96,7 +96,7 @@ course: venv
 	cp nbgrader_config.py $(COURSE_DIR)/nbgrader_config.py
 	cp solution.ipynb $(COURSE_DIR)/source/ddpm/assignment.ipynb
 	cd $(COURSE_DIR) && $(abspath $(PY)) -m nbgrader generate_assignment ddpm --force --log-level=ERROR
-	@echo "course folder ready: $(COURSE_DIR) (README: the nbgrader round trip)"
+	@echo "course folder ready: $(COURSE_DIR) (README: For instructors, nbgrader)"
 
 release: venv assignment
 	$(PY) -m tools.release $(BUILD)/release
