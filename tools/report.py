@@ -143,7 +143,7 @@ def autograded_checks(part, cell):
     Skipped checks are not written there."""
     checks = []
     for output in cell.get("outputs", []):
-        if output.get("ename") == "GradingError":
+        if output.get("ename") == "GradingError":   # written by autograde before 2026-12 (it now records no grade)
             return [{"part": part, "what": "The part could be graded.", "outcome": "failed",
                      "message": output.get("evalue", "")}]
         text = output.get("text", "")
