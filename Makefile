@@ -75,7 +75,7 @@ test: export DDPM_OFFLINE := 1
 test: venv data sandbox test-grader test-notebook
 
 test-grader: venv $(VENV)/.similarity-installed
-	$(PY) -m pytest tests -n auto --dist loadgroup --durations=12   # a group's tests share a process
+	$(PY) -m pytest tests -n auto --dist loadfile --durations=12   # a module runs in one process: its fixtures (a trained model, build/) once
 
 test-notebook: venv
 	$(PY) -m pytest --nbval solution.ipynb --nbval-current-env

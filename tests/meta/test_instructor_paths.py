@@ -30,7 +30,6 @@ import torch
 from grader.cells import MODEL, PARTS, REFERENCE, ROOT, TITLES
 from nbgrader.api import Gradebook
 
-pytestmark = pytest.mark.xdist_group("instructor_paths")   # one process: the module's fixtures and build/ are shared
 
 README = ROOT / "README.md"
 NOISY = ROOT / "tests" / "meta" / "corpus" / "noisy.ipynb"

@@ -16,7 +16,6 @@ BF16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 SAMPLERS = [REFERENCE, ROOT / "tests" / "meta" / "corpus" / "beginner.ipynb",
             ROOT / "tests" / "meta" / "corpus" / "loops.ipynb"]
 
-pytestmark = pytest.mark.xdist_group("self_check")   # its module fixture trains a model: once
 
 
 def self_check(notebook, checkpoint):
