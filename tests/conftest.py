@@ -38,7 +38,12 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped without one")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # pytest-xdist's processes share the cores: each (and what it starts: notebook kernels, make grade) gets its share
+    # of threads, since two processes with a thread per core each slow each other several-fold (CI's 2 cores)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    threads = max(1, min(2, len(os.sched_getaffinity(0)) // workers))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
     remote.no_dump()   # no other process of this user may read this one's memory or file descriptors
     if remote.sandbox() is None and os.environ.get("DDPM_SANDBOX") != "none" and os.geteuid() != 0:
         pytest.exit("No sandbox: bubblewrap (bwrap) is not installed, so submitted code would run as this user and "
