@@ -11,7 +11,8 @@ All workers of a process are forked by one zygote, which imports torch once. Whe
 installed the zygote and its workers run in a sandbox: the whole file system read-only, the project, the data set
 and the folders in DDPM_HIDE out of sight, a private /tmp (a tmpfs of at most LIMITS["tmp_mb"], emptied when no
 worker is left), no network, their own process namespace, no capabilities and no new user namespaces. Without it (conftest.py refuses that unless DDPM_SANDBOX=none) they run with process isolation only, as
-`nobody` where the grader runs as root, and an audit hook keeps them away from the grader's files. Each worker has resource limits (LIMITS) and a CPU budget per check.
+`nobody` where the grader runs as root, an audit hook keeps them away from the grader's files, and what they write in
+their own folder is bounded by Zygote.check_scratch. Each worker has resource limits (LIMITS) and a CPU budget per check.
 """
 import atexit
 import functools
@@ -102,6 +103,7 @@ class Connection(Peer):
     def request(self, op, target, *args):
         if self.dead:
             raise Died(self.dead)
+        self.zygote.check_scratch(self)
         self.request_started()
         try:
             return super().request(op, target, *args)
@@ -135,6 +137,7 @@ class Connection(Peer):
             return None
 
     def _watch(self):
+        self.zygote.check_scratch(self)
         if _Budget.seconds is None:
             return
         used = self.cpu_seconds()
@@ -220,6 +223,7 @@ def spawn(cells):
     for name, code in cells:   # one by one: a cell that ran out of time is known by name
         try:
             failed = loader([(name, code)])
+            connection.zygote.check_scratch(connection, now=True)
         except Died as err:
             return None, (name, "died", str(err))
         if failed:
@@ -364,7 +368,7 @@ class Zygote:
         self.group = _pids_cgroup(LIMITS["processes"])
         as_nobody = not bwrap and os.geteuid() == 0 and _open_to_all(sys.executable, HERE / "worker.py", sys.prefix)
         # the workers' temporary files: the sandbox's /tmp, or else a folder of their own, removed with the zygote
-        # (without a sandbox nothing caps the files together: only each file's size, LIMITS["file_mb"])
+        # (without a sandbox, check_scratch bounds what they hold together; files elsewhere only by LIMITS["file_mb"])
         self.scratch = "/tmp" if bwrap else tempfile.mkdtemp(prefix="ddpm-workers-")
         if as_nobody:
             os.chown(self.scratch, NOBODY, NOBODY)
@@ -381,9 +385,21 @@ class Zygote:
         theirs.close()
         self.sock = ours
         self.sandboxed = bool(bwrap)
+        self._next_scratch_check = 0.0
 
     def alive(self):
         return self.proc.poll() is None
+
+    def check_scratch(self, connection, now=False):
+        """Without a sandbox, what bounds the workers' temporary files together (in the sandbox /tmp's size does):
+        after each cell and every quarter of a second of requests, a worker is ended when their folder holds more
+        than LIMITS["tmp_mb"]."""
+        if self.sandboxed or (time.monotonic() < self._next_scratch_check and not now):
+            return
+        self._next_scratch_check = time.monotonic() + 0.25
+        if _size_over(self.scratch, LIMITS["tmp_mb"] * 2**20):
+            connection.end(f"Not run: an earlier check of this part wrote more than {LIMITS['tmp_mb']} MB of files.")
+            raise Died(f"Your code wrote more than {LIMITS['tmp_mb']} MB of temporary files, the most a submission may.")
 
     def fork(self):
         try:
@@ -456,6 +472,20 @@ class Zygote:
         _remove(self.group)
         if not self.sandboxed:
             shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _size_over(folder, limit):
+    "Whether the files under `folder` (the space they take) add up to more than `limit` bytes."
+    total = 0
+    for path, folders, files in os.walk(folder):
+        for name in files + folders:
+            try:
+                total += os.lstat(os.path.join(path, name)).st_blocks * 512
+            except OSError:
+                continue
+            if total > limit:
+                return True
+    return False
 
 
 _current = None

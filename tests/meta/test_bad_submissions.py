@@ -370,6 +370,30 @@ def test_a_part_that_sleeps_stops_at_its_time_limit_and_costs_nothing_else(tmp_p
     assert any("time limit" in m for m in messages), messages
 
 
+FILLS_ITS_FOLDER = """
+import os
+for _i in range(48):   # 1 MB files in the worker's own folder (its TMPDIR), three times the cap this test sets
+    with open(f'fill-{_i}', 'wb') as _f:
+        _f.write(b'0' * 2**20)
+"""
+
+
+def test_without_a_sandbox_the_temporary_files_are_bounded_too(tmp_path):
+    """Where bubblewrap is missing (DDPM_SANDBOX=none), the workers' folder is watched: a part that fills it past
+    LIMITS["tmp_mb"] fails with that said, and the next part's worker starts with an empty folder."""
+    notebook = variant(tmp_path, "filler", "forward_process", append(FILLS_ITS_FOLDER))
+    out = tmp_path / "results.json"
+    env = {**runner.command()[1], "DDPM_SANDBOX": "none", "DDPM_LIMITS": json.dumps({"tmp_mb": 16}),
+           "DDPM_DATA_ROOT": str(runner.data_root())}
+    subprocess.run([sys.executable, "-m", "pytest", "tests/test_forward_process.py", "tests/test_two_point.py",
+                    "--notebook", str(notebook), f"--results={out}", "-q", "-p", "no:cacheprovider", "-p", "no:nbval"],
+                   env=env, cwd=ROOT, capture_output=True, timeout=600)
+    results = json.loads(out.read_text())["results"].values()
+    failed = [r["message"] for r in results if r["part"] == "forward_process" and r["outcome"] != "passed"]
+    assert failed and any("more than 16 MB of temporary files" in m for m in failed), failed
+    assert all(r["outcome"] == "passed" for r in results if r["part"] == "two_point"), list(results)
+
+
 MEMORISER = '''
 def sinusoidal_embedding(t, dim):
     raise NotImplementedError()
