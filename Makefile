@@ -72,10 +72,13 @@ run: venv data
 	    --ExecutePreprocessor.timeout=1800
 
 test: export DDPM_OFFLINE := 1
-test: venv data sandbox test-grader test-notebook
+# One pytest run, so that the notebook's cells (nbval, one kernel) run beside the grader's tests; a module (or the
+# notebook) runs in one process, so its fixtures (a trained model, build/) are made once.
+test: venv data sandbox $(VENV)/.similarity-installed
+	$(PY) -m pytest tests solution.ipynb --nbval --nbval-current-env -n auto --dist loadfile --durations=12
 
 test-grader: venv $(VENV)/.similarity-installed
-	$(PY) -m pytest tests -n auto --dist loadfile --durations=12   # a module runs in one process: its fixtures (a trained model, build/) once
+	$(PY) -m pytest tests -n auto --dist loadfile --durations=12
 
 test-notebook: venv
 	$(PY) -m pytest --nbval solution.ipynb --nbval-current-env

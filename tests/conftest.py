@@ -54,6 +54,8 @@ def pytest_configure(config):
 def pytest_ignore_collect(collection_path, config):
     if config.getoption("--notebook") and "meta" in Path(collection_path).parts:
         return True
+    if Path(collection_path).suffix == ".ipynb":   # the corpus and fixtures are submissions to grade, not nbval's
+        return True
 
 
 _collected = []  # nodeids of the checks, written before any submitted code runs
