@@ -17,7 +17,6 @@ SAMPLERS = [REFERENCE, ROOT / "tests" / "meta" / "corpus" / "beginner.ipynb",
             ROOT / "tests" / "meta" / "corpus" / "loops.ipynb"]
 
 
-
 def self_check(notebook, checkpoint):
     """Run the notebook's self-check cell with `notebook`'s ddim_sample (the reference's other cells); its figures."""
     cells = json.loads(REFERENCE.read_text())["cells"]
