@@ -171,11 +171,13 @@ def test_progress_warns_when_training_is_slow(capsys, monkeypatch):
     ns = load(REFERENCE)
     clock = iter(range(0, 10 ** 6, 1))                        # one second per call of time.time: 1 step/s
     monkeypatch.setattr(ns["Progress"].__init__.__globals__["time"], "time", lambda: float(next(clock)))
-    bar = ns["Progress"](0, 300, pass_steps=200, slow_below=7.0 / 3, enabled=False)
+    bar = ns["Progress"](0, 300, pass_steps=200, slow_below=7.0 / 3, enabled=False, parameters=1_421_089)
     for step in range(1, 201):
         assert not bar.update(step, [0.1])
     out = capsys.readouterr().out
     assert out.count("far slower") == 1 and "set_num_threads(1)" in out and "resume=True" in out
+    # a student's wider U-Net (base_channels=32 here) is the other usual cause: the warning names its size
+    assert "yours has 1,421,089" in out and "0.4 million" in out
 
 
 def test_progress_times_the_rate_after_warm_up(capsys, monkeypatch):
